@@ -26,6 +26,10 @@ type Policy struct {
 	// of its bytes, used as the policy version in audit rows and signatures.
 	Source string
 	Digest string
+	// Warnings are problems that do not stop the policy from loading (a
+	// manifest naming an undeclared tool, a rule that could only lower a
+	// tier), formatted like errors: "file:line: path: message".
+	Warnings []string
 }
 
 // Defaults are the policy-wide defaults.
@@ -47,6 +51,10 @@ type Tool struct {
 	TwoPerson bool
 	// Scope pins what the tool's arguments may reach; a call outside it is denied.
 	Scope *Scope
+	// Line in the policy file.
+	Line int
+
+	reason string // "x is an auto-tier tool", built at load
 }
 
 // Rule is a CEL rule on a tool. When matches, the tier is raised to Tier (never
@@ -58,12 +66,19 @@ type Rule struct {
 	Reason string
 	// Line is the line of the rule in the policy file, for messages.
 	Line int
+	// ID names the rule in results and audit rows, e.g. "tools.read_file.rules[0]".
+	ID string
+
+	index int
+	prog  celProgram // compiled When; nil when built by hand (fails closed)
 }
 
 // Agent is an agent's tool manifest: the only tools it may call.
 type Agent struct {
 	Name  string
 	Tools []string
+
+	set map[string]struct{} // Tools as a set, built at load
 }
 
 // Limit is one entry of `limits:`. Zero fields are off. A limit applies to
@@ -92,6 +107,14 @@ type Limit struct {
 	Line int
 }
 
+// Budget is one normalised per-window budget of a Limit: at most Amount of
+// Dimension (requests, tokens or cost_usd) in any Window.
+type Budget struct {
+	Dimension string // requests, tokens, cost_usd
+	Window    time.Duration
+	Amount    float64
+}
+
 // Review holds the anti-fatigue settings of the console and broker.
 type Review struct {
 	Batch                 bool
@@ -102,6 +125,8 @@ type Review struct {
 	TwoPersonRisk         int           // 0 = off
 	ConfirmRisk           int           // typed confirmation at or above (default 90)
 	GraceMS               int           // keys ignored after an item appears (default 400)
+	WriteGrantTTL         time.Duration // lifetime of a session's write grant (default 5m)
+	GrantMaxTTL           time.Duration // longest "approve similar" grant a reviewer may create (default 1h)
 }
 
 // RiskConfig tunes the scorer: factor points by name and band thresholds.
@@ -126,6 +151,11 @@ type Chain struct {
 	Then   string
 	Points int
 	Reason string
+	// FirstCond and ThenCond are First and Then compiled at load.
+	FirstCond *Cond
+	ThenCond  *Cond
+	// Line in the policy file.
+	Line int
 }
 
 // Org describes an organisation's own domains, for egress and look-alike checks.
@@ -133,6 +163,8 @@ type Org struct {
 	Name        string
 	MailDomains []string // e.g. acme.com
 	Hosts       []string // e.g. acme.com, *.acme.internal
+	// Line in the policy file.
+	Line int
 }
 
 // SandboxProfile is a tool's `sandbox:` block.
