@@ -1,0 +1,520 @@
+//go:build linux
+
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// DrainTimeout is how long a run waits for its output pipes to close after
+// the program exited (a background grandchild may hold them): then the
+// cgroup is killed and the run returns (Codex uses 2 s too).
+const DrainTimeout = 2 * time.Second
+
+// maxSourceArg bounds Lang source passed on the command line (the kernel
+// refuses single arguments over 128 KiB).
+const maxSourceArg = 120 << 10
+
+// Native is the default Linux backend: user, mount, pid, net, ipc and uts
+// namespaces, a read-only tmpfs root, a unique unprivileged host uid range
+// per run, cgroup limits, rlimits, no_new_privs, no capabilities, Landlock
+// and an allow-list seccomp filter that also covers the 32-bit entry.
+type Native struct {
+	log   *slog.Logger
+	caps  Capabilities
+	drain time.Duration
+}
+
+// NativeOption configures a Native backend.
+type NativeOption func(*nativeConfig)
+
+type nativeConfig struct {
+	log   *slog.Logger
+	hooks *preflightHooks
+	drain time.Duration
+}
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) NativeOption {
+	return func(c *nativeConfig) { c.log = l }
+}
+
+// withPreflight replaces the machine probe (tests: simulate a missing
+// prerequisite).
+func withPreflight(h preflightHooks) NativeOption {
+	return func(c *nativeConfig) { c.hooks = &h }
+}
+
+// withDrain sets the output drain timeout (tests).
+func withDrain(d time.Duration) NativeOption {
+	return func(c *nativeConfig) { c.drain = d }
+}
+
+func applyOptions(opts []NativeOption) (nativeConfig, Capabilities) {
+	c := nativeConfig{log: slog.New(slog.DiscardHandler), drain: DrainTimeout}
+	for _, o := range opts {
+		o(&c)
+	}
+	var caps Capabilities
+	if c.hooks != nil {
+		caps = probeCapabilities(*c.hooks)
+	} else {
+		caps = Preflight()
+	}
+	return c, caps
+}
+
+// NewNative checks the machine (Preflight) and returns the native backend,
+// or an ErrRefused error naming every missing prerequisite.
+func NewNative(opts ...NativeOption) (*Native, error) {
+	c, caps := applyOptions(opts)
+	if len(caps.Missing) > 0 {
+		return nil, refusal("native", caps.Missing)
+	}
+	return &Native{log: c.log.With("backend", "native"), caps: caps, drain: c.drain}, nil
+}
+
+// Name reports "native".
+func (n *Native) Name() string { return "native" }
+
+// Capabilities is what the preflight found.
+func (n *Native) Capabilities() Capabilities { return n.caps }
+
+// normSpec is a Spec with defaults applied and argv derived.
+type normSpec struct {
+	Spec
+	env []string
+}
+
+// normalize applies Defaults, derives Argv from Lang and refuses what no
+// Linux backend here can enforce.
+func normalize(s Spec) (normSpec, error) {
+	d := Defaults
+	if s.CPUs <= 0 {
+		s.CPUs = d.CPUs
+	}
+	if s.Memory <= 0 {
+		s.Memory = d.Memory
+	}
+	if s.Pids <= 0 {
+		s.Pids = d.Pids
+	}
+	if s.FileSize <= 0 {
+		s.FileSize = d.FileSize
+	}
+	if s.TmpSize <= 0 {
+		s.TmpSize = d.TmpSize
+	}
+	if s.NoFile <= 0 {
+		s.NoFile = d.NoFile
+	}
+	if s.WallTimeout <= 0 {
+		s.WallTimeout = d.WallTimeout
+	}
+	if s.CPUTime <= 0 {
+		s.CPUTime = d.CPUTime
+	}
+	if s.OutputCap <= 0 {
+		s.OutputCap = d.OutputCap
+	}
+	switch s.Network {
+	case "", NetworkOff:
+		s.Network = NetworkOff
+	case NetworkAllowlist:
+		return normSpec{}, fmt.Errorf("%w: network allowlist mode is not implemented by the native and bwrap backends", ErrRefused)
+	default:
+		return normSpec{}, fmt.Errorf("%w: unknown network mode %q", ErrRefused, s.Network)
+	}
+	if s.Lang != "" {
+		if len(s.Argv) > 0 {
+			return normSpec{}, errors.New("sandbox: spec has both argv and lang")
+		}
+		if len(s.Source) > maxSourceArg {
+			return normSpec{}, fmt.Errorf("sandbox: source is %d bytes, the limit is %d", len(s.Source), maxSourceArg)
+		}
+		if strings.IndexByte(s.Source, 0) >= 0 {
+			return normSpec{}, errors.New("sandbox: source contains a NUL byte")
+		}
+		switch s.Lang {
+		case "python", "python3":
+			s.Argv = []string{"python3", "-c", s.Source}
+		case "shell", "sh":
+			s.Argv = []string{"/bin/sh", "-c", s.Source}
+		case "bash":
+			s.Argv = []string{"/bin/bash", "-c", s.Source}
+		default:
+			return normSpec{}, fmt.Errorf("%w: language %q not supported", ErrRefused, s.Lang)
+		}
+	}
+	if len(s.Argv) == 0 {
+		return normSpec{}, errors.New("sandbox: empty argv")
+	}
+	for _, a := range s.Argv {
+		if strings.IndexByte(a, 0) >= 0 {
+			return normSpec{}, errors.New("sandbox: argument contains a NUL byte")
+		}
+	}
+	if s.Workspace != "" {
+		abs, err := filepath.Abs(s.Workspace)
+		if err != nil {
+			return normSpec{}, fmt.Errorf("sandbox: workspace: %w", err)
+		}
+		if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
+			return normSpec{}, fmt.Errorf("sandbox: workspace %s is not a directory", abs)
+		}
+		s.Workspace = abs
+	}
+	for i, b := range s.Binds {
+		if !filepath.IsAbs(b.Source) || !filepath.IsAbs(b.Target) {
+			return normSpec{}, fmt.Errorf("sandbox: bind %s:%s: paths must be absolute", b.Source, b.Target)
+		}
+		t := filepath.Clean(b.Target)
+		for _, reserved := range []string{"/", "/usr", "/etc", "/proc", "/dev", "/tmp", "/workspace", "/bin", "/lib", "/lib64", "/sbin"} {
+			if t == reserved || strings.HasPrefix(reserved, t+"/") {
+				return normSpec{}, fmt.Errorf("sandbox: bind target %s is reserved", t)
+			}
+		}
+		if strings.HasPrefix(t, "/proc/") || strings.HasPrefix(t, "/dev/") {
+			return normSpec{}, fmt.Errorf("sandbox: bind target %s is reserved", t)
+		}
+		s.Binds[i].Target = t
+	}
+	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/workspace", "TMPDIR=/tmp", "LANG=C.UTF-8"}
+	for k, v := range s.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.IndexByte(v, 0) >= 0 {
+			return normSpec{}, fmt.Errorf("sandbox: bad environment variable %q", k)
+		}
+		env = append(env, k+"="+v)
+	}
+	return normSpec{Spec: s, env: env}, nil
+}
+
+// childConfigFor is the helper's configuration for a normalized spec.
+func childConfigFor(s normSpec) childConfig {
+	return childConfig{
+		Argv:        s.Argv,
+		Env:         s.env,
+		Workspace:   s.Workspace,
+		WorkspaceRW: s.WorkspaceRW,
+		Binds:       s.Binds,
+		TmpSize:     s.TmpSize,
+		NoFile:      uint64(s.NoFile),
+		FileSize:    uint64(s.FileSize),
+		CPUSeconds:  uint64((s.CPUTime + time.Second - 1) / time.Second),
+		Nproc:       uint64(s.Pids),
+		Hostname:    "sandbox",
+		LandlockMin: MinLandlockABI,
+	}
+}
+
+var runSeq atomic.Uint64
+
+// Run executes spec in a fresh sandbox. See Runner.
+func (n *Native) Run(ctx context.Context, spec Spec) (Result, error) {
+	if n == nil || len(n.caps.Missing) > 0 {
+		return Result{}, refusal("native", n.caps.Missing)
+	}
+	s, err := normalize(spec)
+	if err != nil {
+		return Result{}, err
+	}
+	slot, err := slots.acquire()
+	if err != nil {
+		return Result{}, err
+	}
+	defer slots.release(slot)
+	lo, _ := slotUIDs(slot)
+	cfg := childConfigFor(s)
+
+	run := &hostRun{
+		name:  fmt.Sprintf("run-%d-%d", os.Getpid(), runSeq.Add(1)),
+		caps:  n.caps,
+		spec:  s,
+		drain: n.drain,
+		log:   n.log,
+		uid:   lo + sandboxUID,
+	}
+	restore, err := prepareWorkspace(s, int(lo+sandboxUID))
+	if err != nil {
+		return Result{}, err
+	}
+	defer restore()
+	self, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return Result{}, fmt.Errorf("sandbox: open own binary: %w", err)
+	}
+	defer self.Close()
+	cmd := &exec.Cmd{
+		// The helper is our own binary, executed through a descriptor the
+		// root parent opened read-only: the unprivileged uid needs no path
+		// to it, and the descriptor is closed before the program starts.
+		Path: "/proc/self/fd/5",
+		Args: []string{"airlock-sandbox", initArg},
+		Env:  []string{},
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
+			syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
+		UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(lo), Size: uidRange}},
+		GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(lo), Size: uidRange}},
+		GidMappingsEnableSetgroups: true,
+		Credential:                 &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true},
+		Setsid:                     true,
+		Pdeathsig:                  syscall.SIGKILL,
+	}
+	iso := map[string]string{
+		"backend":      "native",
+		"userns":       fmt.Sprintf("uid 0-%d -> host %d-%d", uidRange-1, lo, lo+uidRange-1),
+		"host_uid":     strconv.FormatUint(uint64(lo+sandboxUID), 10),
+		"uid":          strconv.Itoa(sandboxUID),
+		"pidns":        "yes (program is pid 1)",
+		"mountns":      "tmpfs root (ro), ro /usr, fresh /proc (masked), minimal /dev",
+		"netns":        "empty (lo down)",
+		"ipcns":        "yes",
+		"utsns":        "yes",
+		"network":      NetworkOff,
+		"no_new_privs": "yes",
+		"caps":         "all dropped (bounding, ambient, effective)",
+	}
+	return run.execute(ctx, cmd, cfg, []*os.File{self}, iso)
+}
+
+// hostRun is the host side of one run (H2–H7), shared by native and bwrap.
+type hostRun struct {
+	name  string
+	caps  Capabilities
+	spec  normSpec
+	drain time.Duration
+	log   *slog.Logger
+	uid   uint32 // host uid of the program
+}
+
+// execute places cmd in a fresh cgroup, hands the helper its config,
+// enforces the deadline and collects the result. extra are passed after the
+// config and error pipes (fd 5 on).
+func (r *hostRun) execute(ctx context.Context, cmd *exec.Cmd, cfg childConfig, extra []*os.File, iso map[string]string) (Result, error) {
+	start := time.Now()
+	s := r.spec
+	lim := cgroupLimits{Memory: s.Memory, Pids: s.Pids, CPUs: s.CPUs}
+	cg, err := newRunCgroup(r.caps.Cgroup, r.name, lim)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	defer func() {
+		if err := cg.remove(); err != nil {
+			r.log.Warn("cgroup cleanup", "err", err)
+		}
+	}()
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return Result{}, fmt.Errorf("sandbox: pipe: %w", err)
+	}
+	defer cfgW.Close()
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		cfgR.Close()
+		return Result{}, fmt.Errorf("sandbox: pipe: %w", err)
+	}
+	defer errR.Close()
+	stdout := NewCollector(s.OutputCap)
+	stderr := NewCollector(s.OutputCap)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if s.Stdin != nil {
+		cmd.Stdin = bytes.NewReader(s.Stdin)
+	}
+	cmd.ExtraFiles = append([]*os.File{cfgR, errW}, extra...)
+	cmd.WaitDelay = r.drain
+
+	// Start and Wait on one locked thread: Pdeathsig fires when the thread
+	// that forked the helper exits, not the process.
+	startErr := make(chan error, 1)
+	waitErr := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err := cmd.Start()
+		startErr <- err
+		if err == nil {
+			waitErr <- cmd.Wait()
+		}
+	}()
+	err = <-startErr
+	cfgR.Close()
+	errW.Close()
+	if err != nil {
+		return Result{}, fmt.Errorf("sandbox: start helper: %w", err)
+	}
+	pid := cmd.Process.Pid
+	// H4: into the cgroups before the helper runs anything.
+	if err := cg.add(pid); err != nil {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		<-waitErr
+		return Result{}, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		<-waitErr
+		return Result{}, fmt.Errorf("sandbox: config: %w", err)
+	}
+	if _, err := cfgW.Write(b); err != nil {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		<-waitErr
+		return Result{}, fmt.Errorf("sandbox: send config: %w", err)
+	}
+	cfgW.Close()
+	// The error pipe closes at the helper's exec (close-on-exec): EOF with
+	// no message means the program started.
+	setupMsg := make(chan string, 1)
+	go func() {
+		msg, _ := io.ReadAll(io.LimitReader(errR, 4096))
+		setupMsg <- string(msg)
+	}()
+
+	timer := time.NewTimer(s.WallTimeout)
+	defer timer.Stop()
+	var (
+		limit   string
+		waitRes error
+		ctxErr  error
+		setup   time.Duration
+		gotMsg  bool
+		msg     string
+	)
+	kill := func() {
+		cg.killAll(2 * time.Second)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+loop:
+	for {
+		select {
+		case m := <-setupMsg:
+			gotMsg, msg = true, m
+			setup = time.Since(start)
+			if m != "" {
+				kill()
+				<-waitErr
+				return Result{}, fmt.Errorf("%w: %s", ErrRefused, m)
+			}
+		case waitRes = <-waitErr:
+			break loop
+		case <-timer.C:
+			limit = LimitTimeout
+			kill()
+		case <-ctx.Done():
+			ctxErr = ctx.Err()
+			limit = LimitTimeout
+			kill()
+		}
+	}
+	if !gotMsg {
+		msg = <-setupMsg
+		setup = time.Since(start)
+		if msg != "" {
+			return Result{}, fmt.Errorf("%w: %s", ErrRefused, msg)
+		}
+	}
+	wall := time.Since(start) - setup
+	// Anything left (a daemon that outlived pid 1 cannot exist in a pid
+	// namespace, but the bwrap backend and pipe holders are covered here).
+	st := cg.stats()
+	empty := cg.killAll(2 * time.Second)
+	if !empty {
+		r.log.Error("sandbox run left processes behind", "run", r.name)
+	}
+	if waitRes != nil && !errors.Is(waitRes, exec.ErrWaitDelay) {
+		var ee *exec.ExitError
+		if !errors.As(waitRes, &ee) {
+			return Result{}, fmt.Errorf("sandbox: wait: %w", waitRes)
+		}
+	}
+	res := Result{
+		ExitCode:    cmd.ProcessState.ExitCode(),
+		Stdout:      stdout.Bytes(),
+		Stderr:      stderr.Bytes(),
+		StdoutBytes: stdout.Total(),
+		StderrBytes: stderr.Total(),
+		Truncated:   stdout.Truncated() || stderr.Truncated(),
+		PeakMemory:  st.PeakMemory,
+		CPUTime:     st.CPUTime,
+		Wall:        wall,
+		Setup:       setup,
+		Isolation:   iso,
+	}
+	var sig syscall.Signal
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		sig = ws.Signal()
+		res.Signal = sig.String()
+		res.ExitCode = -1
+	}
+	switch {
+	case limit != "":
+	case st.OOMKills > 0:
+		limit = LimitMemory
+	case sig == syscall.SIGXCPU || (sig == syscall.SIGKILL && st.CPUTime >= s.CPUTime):
+		limit = LimitCPU
+	case st.PidsMaxHit > 0:
+		limit = LimitPids
+	case res.Truncated:
+		limit = LimitOutput
+	}
+	res.LimitHit = limit
+	iso["cgroup"] = fmt.Sprintf("v%d %s", r.caps.Cgroup.Version, lim)
+	iso["rlimits"] = fmt.Sprintf("nofile=%d fsize=%d cpu=%ds nproc=%d core=0", cfg.NoFile, cfg.FileSize, cfg.CPUSeconds, cfg.Nproc)
+	iso["landlock"] = fmt.Sprintf("abi %d (fs ro except /workspace,/tmp,/dev/shm; tcp bind/connect denied; signals+abstract unix scoped)", min(r.caps.LandlockABI, 7))
+	iso["seccomp"] = "allow-list (default EPERM), non-x86_64 arch and x32 killed, clone3 ENOSYS, namespace clone flags denied"
+	iso["tmp"] = fmt.Sprintf("tmpfs size=%d", s.TmpSize)
+	if ctxErr != nil {
+		return res, fmt.Errorf("sandbox: run cancelled: %w", ctxErr)
+	}
+	return res, nil
+}
+
+// prepareWorkspace makes a writable workspace owned by the run's uid for the
+// duration of the run, and gives it back to its owner afterwards (files the
+// run created included). Read-only workspaces are left as they are.
+func prepareWorkspace(s normSpec, uid int) (func(), error) {
+	if s.Workspace == "" || !s.WorkspaceRW {
+		return func() {}, nil
+	}
+	fi, err := os.Lstat(s.Workspace)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: workspace: %w", err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	owner, group := int(st.Uid), int(st.Gid)
+	if err := chownTree(s.Workspace, uid, uid); err != nil {
+		_ = chownTree(s.Workspace, owner, group)
+		return nil, err
+	}
+	return func() { _ = chownTree(s.Workspace, owner, group) }, nil
+}
+
+// chownTree lchowns every entry under root (never following symlinks).
+func chownTree(root string, uid, gid int) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := os.Lchown(p, uid, gid); err != nil {
+			return fmt.Errorf("sandbox: workspace chown: %w", err)
+		}
+		return nil
+	})
+}
