@@ -103,6 +103,9 @@ func compile(expr string) (cel.Program, error) {
 		if len(msgs) == 0 {
 			msgs = append(msgs, iss.Err().Error())
 		}
+		if len(msgs) > 3 {
+			msgs = append(msgs[:3], fmt.Sprintf("and %d more", len(msgs)-3))
+		}
 		return nil, errors.New(strings.Join(msgs, "; "))
 	}
 	if t := ast.OutputType(); !t.IsExactType(cel.BoolType) && !t.IsExactType(cel.DynType) {
