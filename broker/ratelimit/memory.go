@@ -1,0 +1,317 @@
+package ratelimit
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"github.com/airlock/airlock"
+)
+
+// Store keeps the limiter's state. The two implementations are MemoryStore
+// (one process) and KVStore (a fleet sharing a JetStream KV bucket).
+type Store interface {
+	bind(l *Limiter)
+	reserve(ctx context.Context, p *plan, r *Reservation) (*airlock.RateLimit, error)
+	refund(ctx context.Context, p *plan, r *Reservation, what refundKind) error
+	usage(ctx context.Context, p *plan, now int64, scope, key string) ([]Usage, error)
+	// pressure returns the budget of key with the largest share of time at
+	// ≥ 90% and that share.
+	pressure(kp *kindPlan, key ckey, now int64) (int, float64)
+}
+
+const (
+	nShards         = 64
+	defaultMaxKeys  = 1 << 18
+	sweepEvery      = int64(time.Minute)
+	sweepRetryEvery = int64(time.Second)
+	maxFree         = 64
+	evictSample     = 64
+)
+
+// MemoryStore keeps state in this process: fast (no allocation per check
+// once a key exists), lost when the process exits. It serves one Limiter;
+// New binds it (binding it again clears it).
+type MemoryStore struct {
+	seed     maphash.Seed
+	perShard int
+	l        *Limiter
+	shards   [nShards]mshard
+}
+
+type mshard struct {
+	mu        sync.Mutex
+	m         map[ckey]*cell
+	free      [numKinds][]*cell
+	lastSweep int64
+	_         [64]byte // keep shards on separate cache lines
+}
+
+// StoreOption configures a MemoryStore.
+type StoreOption func(*MemoryStore)
+
+// WithMaxKeys caps the keys (cells) the store holds; default 262144. When
+// the store is full, idle keys (those holding no usage) are evicted; when
+// none is idle, a call needing a new key is refused with dimension "keys"
+// rather than forgetting someone's usage.
+func WithMaxKeys(n int) StoreOption {
+	return func(s *MemoryStore) {
+		if n > 0 {
+			s.perShard = max(1, (n+nShards-1)/nShards)
+		}
+	}
+}
+
+// NewMemoryStore returns an empty in-process store.
+func NewMemoryStore(opts ...StoreOption) *MemoryStore {
+	s := &MemoryStore{seed: maphash.MakeSeed(), perShard: defaultMaxKeys / nShards}
+	for _, o := range opts {
+		o(s)
+	}
+	for i := range s.shards {
+		s.shards[i].m = make(map[ckey]*cell)
+	}
+	return s
+}
+
+func (s *MemoryStore) bind(l *Limiter) {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		if s.l != nil {
+			clear(sh.m)
+			sh.free = [numKinds][]*cell{}
+		}
+		sh.mu.Unlock()
+	}
+	s.l = l
+}
+
+// Len returns the number of keys held (for tests and metrics).
+func (s *MemoryStore) Len() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+func (s *MemoryStore) shardOf(k ckey) int {
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	h.WriteByte(byte(k.k))
+	h.WriteString(k.a)
+	h.WriteByte(0)
+	h.WriteString(k.b)
+	return int(h.Sum64() % nShards)
+}
+
+// slot is one cell a reservation touches.
+type slot struct {
+	kp  *kindPlan
+	key ckey
+	sh  int
+	c   *cell
+}
+
+type slots struct {
+	s     [numKinds]slot
+	n     int
+	locks [numKinds]int
+	nl    int
+}
+
+func (s *MemoryStore) collect(p *plan, id *ident, ss *slots) {
+	for k := kind(0); k < numKinds; k++ {
+		kp := p.kinds[k]
+		if kp == nil {
+			continue
+		}
+		key := id.key(k)
+		sh := s.shardOf(key)
+		ss.s[ss.n] = slot{kp: kp, key: key, sh: sh}
+		ss.n++
+		// insert sh into the sorted unique lock list
+		i := 0
+		for i < ss.nl && ss.locks[i] < sh {
+			i++
+		}
+		if i < ss.nl && ss.locks[i] == sh {
+			continue
+		}
+		copy(ss.locks[i+1:ss.nl+1], ss.locks[i:ss.nl])
+		ss.locks[i] = sh
+		ss.nl++
+	}
+}
+
+func (s *MemoryStore) lock(ss *slots) {
+	for i := 0; i < ss.nl; i++ {
+		s.shards[ss.locks[i]].mu.Lock()
+	}
+}
+
+func (s *MemoryStore) unlock(ss *slots) {
+	for i := ss.nl - 1; i >= 0; i-- {
+		s.shards[ss.locks[i]].mu.Unlock()
+	}
+}
+
+func (s *MemoryStore) reserve(_ context.Context, p *plan, r *Reservation) (*airlock.RateLimit, error) {
+	var ss slots
+	s.collect(p, &r.id, &ss)
+	if ss.n == 0 {
+		return nil, nil
+	}
+	cfg := &s.l.cfg
+	now := r.at
+	s.lock(&ss)
+	defer s.unlock(&ss)
+	var refusal *airlock.RateLimit
+	pinned := 0
+	for i := 0; i < ss.n; i++ {
+		sl := &ss.s[i]
+		c := s.get(sl, now)
+		if c == nil {
+			refusal = &airlock.RateLimit{Scope: kindScopes[sl.kp.kind], Key: sl.key.String(), Dimension: DimKeys,
+				Limit: float64(s.perShard * nShards), Used: float64(s.perShard * nShards)}
+			retryAfter(refusal, sweepRetryEvery)
+			break
+		}
+		sl.c = c
+		c.pin++
+		pinned++
+		if refusal = c.check(sl.kp, sl.key, now, &r.am, cfg); refusal != nil {
+			break
+		}
+	}
+	if refusal == nil {
+		for j := 0; j < ss.n; j++ {
+			sl := &ss.s[j]
+			sl.c.charge(sl.kp, now, &r.am, cfg)
+			if sl.kp.concurrent > 0 {
+				r.slot = true
+			}
+		}
+	}
+	for j := 0; j < pinned; j++ {
+		ss.s[j].c.pin--
+	}
+	return refusal, nil
+}
+
+// get returns the cell of sl, creating it; nil when the shard is full of
+// keys that still hold usage. The shard is locked.
+func (s *MemoryStore) get(sl *slot, now int64) *cell {
+	sh := &s.shards[sl.sh]
+	if c, ok := sh.m[sl.key]; ok {
+		return c
+	}
+	if now-sh.lastSweep >= sweepEvery {
+		s.sweep(sh, now, -1, true)
+	}
+	if len(sh.m) >= s.perShard {
+		// Full: evict keys holding nothing, else keys holding only the
+		// slow-and-steady signal; never keys holding usage.
+		if s.sweep(sh, now, evictSample, true) == 0 && s.sweep(sh, now, evictSample, false) == 0 &&
+			now-sh.lastSweep >= sweepRetryEvery {
+			s.sweep(sh, now, -1, false)
+		}
+		if len(sh.m) >= s.perShard {
+			return nil
+		}
+	}
+	var c *cell
+	if f := sh.free[sl.kp.kind]; len(f) > 0 {
+		c = f[len(f)-1]
+		sh.free[sl.kp.kind] = f[:len(f)-1]
+		c.reset()
+	} else {
+		c = newCell(sl.kp)
+	}
+	sh.m[sl.key] = c
+	return c
+}
+
+// sweep evicts idle cells (see cell.idle), looking at up to limit of them
+// (all when limit < 0), and returns how many it evicted.
+func (s *MemoryStore) sweep(sh *mshard, now int64, limit int, withPressure bool) int {
+	p, cfg := s.l.p, &s.l.cfg
+	if limit < 0 {
+		sh.lastSweep = now
+	}
+	n, seen := 0, 0
+	for k, c := range sh.m {
+		if limit >= 0 && seen >= limit {
+			break
+		}
+		seen++
+		kp := p.kinds[k.k]
+		if kp == nil || c.idle(kp, now, cfg, withPressure) {
+			delete(sh.m, k)
+			n++
+			if kp != nil && len(sh.free[k.k]) < maxFree {
+				sh.free[k.k] = append(sh.free[k.k], c)
+			}
+		}
+	}
+	return n
+}
+
+func (s *MemoryStore) refund(_ context.Context, p *plan, r *Reservation, what refundKind) error {
+	var ss slots
+	s.collect(p, &r.id, &ss)
+	cfg := &s.l.cfg
+	now := s.l.now()
+	s.lock(&ss)
+	defer s.unlock(&ss)
+	for i := 0; i < ss.n; i++ {
+		sl := &ss.s[i]
+		if c, ok := s.shards[sl.sh].m[sl.key]; ok {
+			c.refund(sl.kp, now, r.at, &r.am, what, cfg)
+		}
+	}
+	return nil
+}
+
+func (s *MemoryStore) usage(_ context.Context, p *plan, now int64, scope, key string) ([]Usage, error) {
+	var out []Usage
+	cfg := &s.l.cfg
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for k, c := range sh.m {
+			kp := p.kinds[k.k]
+			if kp == nil || !wantKind(scope, k.k) || !keyMatches(k, scope, key) {
+				continue
+			}
+			if key == "" && c.idle(kp, now, cfg, true) {
+				continue
+			}
+			out = c.usage(out, kp, k, now, cfg)
+		}
+		sh.mu.Unlock()
+	}
+	return out, nil
+}
+
+func (s *MemoryStore) pressure(kp *kindPlan, key ckey, now int64) (int, float64) {
+	sh := &s.shards[s.shardOf(key)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	c, ok := sh.m[key]
+	if !ok {
+		return -1, 0
+	}
+	best, frac := -1, 0.0
+	for i := range kp.rates {
+		if f := c.hotFrac(kp, i, now, &s.l.cfg); f > frac {
+			best, frac = i, f
+		}
+	}
+	return best, frac
+}
