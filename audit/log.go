@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/airlock/airlock"
@@ -134,6 +135,8 @@ type Log struct {
 	head   airlock.Receipt
 
 	cp *checkpointer
+
+	commits atomic.Int64 // transactions committed (group commit makes it < appends)
 
 	// owned by the writer goroutine
 	conn *sql.Conn
@@ -471,6 +474,7 @@ func (l *Log) commit(batch []*request) (rcpts []airlock.Receipt, err error) {
 	l.head = last
 	l.headMu.Unlock()
 	l.cp.advance(last)
+	l.commits.Add(1)
 	return rcpts, nil
 }
 

@@ -298,8 +298,8 @@ func cell(s string) string {
 	return strings.ReplaceAll(s, "\t", " ")
 }
 
-// MarshalJSONLines is a helper for --format json on reports.
-func (s *Summary) MarshalJSONLines(w io.Writer) error {
+// WriteJSON writes the report as one JSON document.
+func (s *Summary) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	return enc.Encode(s)

@@ -345,3 +345,57 @@ func shortKey(k string) string {
 	}
 	return k
 }
+
+// Summarize returns one sanitised line describing an event, for tail:
+// "seq  ts  kind  call_id  what happened".
+func Summarize(ev *Row) string {
+	what := ""
+	raw := []byte(ev.Payload)
+	switch ev.Kind {
+	case airlock.EventDecision:
+		var rec airlock.DecisionRecord
+		if json.Unmarshal(raw, &rec) == nil {
+			d := rec.Decision
+			what = fmt.Sprintf("%s %s → %s by %s, risk %d", rec.Call.Agent, rec.Call.Tool, d.Verdict, d.DecidedBy, d.Risk.Score)
+			if d.Reason != "" {
+				what += ": " + d.Reason
+			}
+		}
+	case airlock.EventPending:
+		var rec airlock.PendingRecord
+		if json.Unmarshal(raw, &rec) == nil {
+			p := rec.Pending
+			what = fmt.Sprintf("%s %s held for review, risk %d", p.Call.Agent, p.Call.Tool, p.Risk.Score)
+		}
+	case airlock.EventReview:
+		var rec airlock.ReviewRecord
+		if json.Unmarshal(raw, &rec) == nil {
+			what = fmt.Sprintf("%s %s", rec.Review.Reviewer, rec.Review.Action)
+			if !rec.Accepted {
+				what += " (refused: " + rec.Error + ")"
+			}
+		}
+	case airlock.EventExecStart, airlock.EventExecution, airlock.EventDryRun:
+		var rec airlock.ExecRecord
+		if json.Unmarshal(raw, &rec) == nil && rec.Execution != nil {
+			x := rec.Execution
+			what = fmt.Sprintf("%s exit %d in %s", x.Backend, x.ExitCode, ms(x.DurationMS))
+			if x.LimitHit != "" {
+				what += ", limit hit: " + x.LimitHit
+			}
+		} else if ev.Kind == airlock.EventExecStart {
+			what = "run started"
+		}
+	}
+	if what == "" {
+		what = ev.Payload
+		if len(what) > 120 {
+			what = what[:120] + "…"
+		}
+	}
+	callID := ev.CallID
+	if callID == "" {
+		callID = "-"
+	}
+	return fmt.Sprintf("%d  %s  %s  %s  %s", ev.Seq, ev.TS, sanitize.Line(ev.Kind), sanitize.Line(callID), sanitize.Line(what))
+}
