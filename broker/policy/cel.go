@@ -30,7 +30,7 @@ type celProgram = cel.Program
 // fails closed (see Evaluate).
 var (
 	// EvalCostLimit bounds the CEL cost of one rule evaluation.
-	EvalCostLimit uint64 = 5_000_000
+	EvalCostLimit uint64 = 1_000_000
 	// EvalTimeout bounds the wall time of all rules of one call together.
 	EvalTimeout = 100 * time.Millisecond
 )

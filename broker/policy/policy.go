@@ -168,7 +168,9 @@ func (p *Policy) applyRules(ctx context.Context, t *Tool, call *airlock.ToolCall
 		case err != nil:
 			// Fail closed: treat the rule as matching, and hold the call
 			// for a human at least.
-			tier = tier.Max(airlock.TierApprove)
+			if tier == "" || tier.Rank() < airlock.TierApprove.Rank() {
+				tier = airlock.TierApprove
+			}
 			reason = fmt.Sprintf("rule %d could not be evaluated: %s", i, oneLine(err.Error()))
 		case !matched:
 			continue

@@ -52,15 +52,30 @@ func (p *parser) warnf(n *yaml.Node, path, format string, a ...any) {
 
 var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
+// yamlParserProblems are the problems yaml.v3's parser (not its scanner)
+// reports; it numbers their lines from 0, the scanner's from 1.
+var yamlParserProblems = []string{
+	"did not find expected ',' or ']'", "did not find expected ',' or '}'", "did not find expected '-' indicator",
+	"did not find expected <document start>", "did not find expected <stream-start>", "did not find expected key",
+	"did not find expected node content", "found duplicate %TAG directive", "found duplicate %YAML directive",
+	"found incompatible YAML document", "found undefined tag handle",
+}
+
 // yamlErr turns a yaml.v3 syntax error into an Error with its line.
 func (p *parser) yamlErr(err error) {
-	msg := strings.ReplaceAll(err.Error(), "\n", " ")
-	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: "invalid YAML: " + m[2]})
-		return
+	msg := strings.TrimPrefix(strings.ReplaceAll(err.Error(), "\n", " "), "yaml: ")
+	line := 0
+	if m := yamlLineRe.FindStringSubmatch("yaml: " + msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
 	}
-	p.errs = append(p.errs, &Error{File: p.file, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")})
+	for _, pp := range yamlParserProblems {
+		if strings.HasPrefix(msg, pp) {
+			line++ // 0-based from the parser
+			break
+		}
+	}
+	p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: "invalid YAML: " + msg})
 }
 
 func join(path, key string) string {
