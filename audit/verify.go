@@ -139,6 +139,14 @@ func Verify(ctx context.Context, r *Reader, checkpoints []Checkpoint) (VerifyRep
 	return rep, nil
 }
 
+// span names a run of seqs: "seq 5" or "seq 5..9".
+func span(from, to int64) string {
+	if from == to {
+		return fmt.Sprintf("seq %d is", from)
+	}
+	return fmt.Sprintf("seq %d..%d are", from, to)
+}
+
 func cpName(cp *Checkpoint) string {
 	s := cp.Source
 	if s == "" {
@@ -154,10 +162,10 @@ func checkRow(row *Row, expect int64, prev string, bad bool, bySeq map[int64][]C
 	switch {
 	case row.Seq > expect && expect == 1:
 		return &Problem{Seq: row.Seq, Kind: ProblemDeleted, Message: fmt.Sprintf(
-			"seq %d: the log starts here; seq 1..%d are missing (deleted)", row.Seq, row.Seq-1)}
+			"seq %d: the log starts here; %s missing (deleted)", row.Seq, span(1, row.Seq-1))}
 	case row.Seq > expect:
 		return &Problem{Seq: expect, Kind: ProblemDeleted, Message: fmt.Sprintf(
-			"seq %d: missing, the log jumps from seq %d to %d (%d rows deleted)", expect, expect-1, row.Seq, row.Seq-expect)}
+			"seq %d: missing, the log jumps from seq %d to %d (%s gone: deleted)", expect, expect-1, row.Seq, span(expect, row.Seq-1))}
 	case row.Seq < expect:
 		return &Problem{Seq: row.Seq, Kind: ProblemReordered, Message: fmt.Sprintf(
 			"seq %d: out of order after seq %d (reordered)", row.Seq, expect-1)}
@@ -172,7 +180,7 @@ func checkRow(row *Row, expect int64, prev string, bad bool, bySeq map[int64][]C
 		cp := &bySeq[row.Seq][i]
 		if cp.Hash != row.Hash {
 			return &Problem{Seq: row.Seq, Kind: ProblemRewritten, Message: fmt.Sprintf(
-				"seq %d: hash %.12s… differs from checkpoint %s which recorded %.12s…: the chain was rewritten up to here",
+				"seq %d: hash %.12s… differs from checkpoint %s which recorded %.12s…: the chain was rewritten at or before this row",
 				row.Seq, row.Hash, cpName(cp), cp.Hash)}
 		}
 		rep.Matched++

@@ -67,10 +67,12 @@ func Populate(ctx context.Context, l Appender, base time.Time) error {
 			Call: c, Tier: airlock.TierApprove, Risk: r, Rule: rule, Reason: reason,
 			ReceivedAt: ts, ExpiresAt: ts.Add(10 * time.Minute), ArgsHash: airlock.ArgsHash(c.Arguments), PolicyVersion: "p1"}})
 	}
-	review := func(c airlock.ToolCall, ts time.Time, who string, act airlock.ReviewAction, shown int64, reason string, edit map[string]any) airlock.Review {
+	// review records a reviewer's verdict and returns a fresh copy for the
+	// decision (payloads are encoded at Append, after all are built).
+	review := func(c airlock.ToolCall, ts time.Time, who string, act airlock.ReviewAction, shown int64, reason string, edit map[string]any) *airlock.Review {
 		rv := airlock.Review{CallID: c.ID, Action: act, Reviewer: who, Reason: reason, ShownMS: shown, Timestamp: ts, UpdatedArguments: edit}
 		add(airlock.EventReview, c.ID, ts, airlock.ReviewRecord{Review: rv, Accepted: true})
-		return rv
+		return &rv
 	}
 
 	// Two old calls, ten days back.
@@ -79,7 +81,7 @@ func Populate(ctx context.Context, l Appender, base time.Time) error {
 	pending(c, old, risk(75, destructive, offHours), "", "tool requires approval")
 	rv := review(c, old.Add(20*time.Second), "carol", airlock.ActionApprove, 3000, "", nil)
 	rec := decision(c, old.Add(20*time.Second), airlock.VerdictApproved, "reviewer:carol", airlock.TierApprove, risk(75, destructive, offHours), "")
-	rec.Review, rec.WaitedMS = &rv, 20000
+	rec.Review, rec.WaitedMS = rv, 20000
 	add(airlock.EventDecision, c.ID, old.Add(20*time.Second), rec)
 	c = call("old2", "research-bot", "alice", "search_web", map[string]any{"query": "old news"})
 	add(airlock.EventDecision, c.ID, old.Add(time.Minute), decision(c, old.Add(time.Minute), airlock.VerdictApproved, "policy", airlock.TierAuto, risk(0), ""))
@@ -99,7 +101,7 @@ func Populate(ctx context.Context, l Appender, base time.Time) error {
 	pending(c, held, r, "", "tool requires approval")
 	rv = review(c, tick(12*time.Second), "bob", airlock.ActionApprove, 4200, "expected nightly cleanup", nil)
 	rec = decision(c, t, airlock.VerdictApproved, "reviewer:bob", airlock.TierApprove, r, "expected nightly cleanup")
-	rec.Review, rec.WaitedMS = &rv, 12000
+	rec.Review, rec.WaitedMS = rv, 12000
 	rec.RateLimits = []airlock.RateLimit{{Scope: "user", Key: "dave", Dimension: "requests", Window: "1m", Limit: 20, Used: 3}}
 	add(airlock.EventDecision, c.ID, t, rec)
 	add(airlock.EventExecStart, c.ID, tick(100*time.Millisecond), airlock.ExecRecord{CallID: c.ID, Profile: map[string]string{"backend": "native", "network": "off"}})
@@ -112,7 +114,7 @@ func Populate(ctx context.Context, l Appender, base time.Time) error {
 	pending(c, tick(time.Second), r, "", "tool requires approval")
 	rv = review(c, tick(30*time.Second), "carol", airlock.ActionApprove, 2500, "", nil)
 	rec = decision(c, t, airlock.VerdictApproved, "reviewer:carol", airlock.TierApprove, r, "")
-	rec.Review, rec.WaitedMS = &rv, 30000
+	rec.Review, rec.WaitedMS = rv, 30000
 	add(airlock.EventDecision, c.ID, t, rec)
 
 	// q3: denied by bob.
@@ -121,7 +123,7 @@ func Populate(ctx context.Context, l Appender, base time.Time) error {
 	pending(c, tick(time.Second), r, "", "tool requires approval")
 	rv = review(c, tick(8*time.Second), "bob", airlock.ActionDeny, 6100, "DELETE without WHERE on users", nil)
 	rec = decision(c, t, airlock.VerdictDenied, "reviewer:bob", airlock.TierApprove, r, "DELETE without WHERE on users")
-	rec.Review, rec.WaitedMS = &rv, 8000
+	rec.Review, rec.WaitedMS = rv, 8000
 	add(airlock.EventDecision, c.ID, t, rec)
 
 	// e1: send_email approved by carol with edits (recipient changed).
@@ -132,7 +134,7 @@ func Populate(ctx context.Context, l Appender, base time.Time) error {
 	edit := map[string]any{"to": []any{"refunds@acme.com"}, "subject": "Your refund", "body": "Refund approved"}
 	rv = review(c, tick(40*time.Second), "carol", airlock.ActionApprove, 9000, "send to the refunds desk instead", edit)
 	rec = decision(c, t, airlock.VerdictApproved, "reviewer:carol", airlock.TierApprove, r, "send to the refunds desk instead")
-	rec.Review, rec.WaitedMS, rec.Edited, rec.Rule = &rv, 40000, true, "send_email.rules[0]"
+	rec.Review, rec.WaitedMS, rec.Edited, rec.Rule = rv, 40000, true, "send_email.rules[0]"
 	rec.Decision.UpdatedArguments = edit
 	add(airlock.EventDecision, c.ID, t, rec)
 
@@ -180,7 +182,7 @@ func Populate(ctx context.Context, l Appender, base time.Time) error {
 	pending(c, tick(time.Second), r, "", "tool requires approval \u202eevil\u202c")
 	rv = review(c, tick(5*time.Second), "bob", airlock.ActionApprove, 3100, "", nil)
 	rec = decision(c, t, airlock.VerdictApproved, "reviewer:bob", airlock.TierApprove, r, "")
-	rec.Review, rec.WaitedMS = &rv, 5000
+	rec.Review, rec.WaitedMS = rv, 5000
 	add(airlock.EventDecision, c.ID, t, rec)
 	add(airlock.EventExecution, c.ID, tick(10*time.Second), airlock.ExecRecord{CallID: c.ID, Execution: &airlock.Execution{
 		Backend: "native", ExitCode: -1, Signal: "SIGKILL", Stdout: "\x1b[2Jcleared\n", Stderr: "killed: timeout 10s\n", DurationMS: 10000, LimitHit: "timeout"}})
