@@ -124,8 +124,8 @@ func (w *Wasm) Run(ctx context.Context, spec Spec) (Result, error) {
 		return Result{}, err
 	}
 	limitPages := wasmLimitPages(spec.Memory)
-	outCap := orDefault(spec.OutputCap, Defaults.OutputCap)
-	wall := orDefault(spec.WallTimeout, Defaults.WallTimeout)
+	outCap := limitOrDefault(spec.OutputCap, Defaults.OutputCap)
+	wall := limitOrDefault(spec.WallTimeout, Defaults.WallTimeout)
 	// The guest is one goroutine on one core: its CPU time is its wall time,
 	// so a CPU limit shorter than the wall limit is the deadline.
 	limitName := LimitTimeout
@@ -236,7 +236,7 @@ func (w *Wasm) Run(ctx context.Context, spec Spec) (Result, error) {
 	default:
 		// A trap: unreachable, out-of-bounds access, stack overflow…
 		res.Signal = "trap"
-		fmt.Fprintf(stderr, "\nwasm: %s\n", firstLine(runErr.Error()))
+		fmt.Fprintf(stderr, "\nwasm: %s\n", firstErrLine(runErr.Error()))
 	}
 	if res.ExitCode != 0 && res.LimitHit == "" && mem.refused.Load() {
 		res.LimitHit = LimitMemory
@@ -396,14 +396,14 @@ func wasmEngine(interp bool) string {
 	return "wazero v1.12 compiler"
 }
 
-func orDefault[T int64 | time.Duration](v, def T) T {
+func limitOrDefault[T int64 | time.Duration](v, def T) T {
 	if v > 0 {
 		return v
 	}
 	return def
 }
 
-func firstLine(s string) string {
+func firstErrLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		return s[:i]
 	}

@@ -195,7 +195,7 @@ func TestWasmMemory(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			res := runWasm(t, tt.spec)
 			if res.LimitHit != tt.wantLimit {
-				t.Errorf("LimitHit = %q, want %q (exit %d, stderr %q)", res.LimitHit, tt.wantLimit, res.ExitCode, firstLine(string(res.Stderr)))
+				t.Errorf("LimitHit = %q, want %q (exit %d, stderr %q)", res.LimitHit, tt.wantLimit, res.ExitCode, firstErrLine(string(res.Stderr)))
 			}
 			if !tt.wantExit(res.ExitCode) {
 				t.Errorf("ExitCode = %d, unexpected", res.ExitCode)
@@ -259,8 +259,8 @@ func TestWasmCancel(t *testing.T) {
 func TestWasmFilesystem(t *testing.T) {
 	probe := buildWasm(t, "probe")
 	ws := t.TempDir()
-	mustWrite(t, filepath.Join(ws, "ok.txt"), "inside")
-	mustMkdir(t, filepath.Join(ws, "sub"))
+	wasmWriteFile(t, filepath.Join(ws, "ok.txt"), "inside")
+	wasmMkdir(t, filepath.Join(ws, "sub"))
 	for name, target := range map[string]string{
 		"link-passwd": "/etc/passwd",
 		"link-etc":    "/etc",
@@ -396,7 +396,7 @@ func TestWasmRefuses(t *testing.T) {
 
 func TestWasmReadOnlyBind(t *testing.T) {
 	dir := t.TempDir()
-	mustWrite(t, filepath.Join(dir, "ok.txt"), "bound")
+	wasmWriteFile(t, filepath.Join(dir, "ok.txt"), "bound")
 	// The probe reads /workspace/ok.txt; bind dir there explicitly.
 	res := runWasm(t, Spec{Module: buildWasm(t, "probe"), Argv: []string{"probe", "fs"},
 		Binds: []Bind{{Source: dir, Target: "/workspace"}}})
@@ -405,14 +405,14 @@ func TestWasmReadOnlyBind(t *testing.T) {
 	}
 }
 
-func mustWrite(t *testing.T, path, content string) {
+func wasmWriteFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func mustMkdir(t *testing.T, path string) {
+func wasmMkdir(t *testing.T, path string) {
 	t.Helper()
 	if err := os.Mkdir(path, 0o755); err != nil {
 		t.Fatal(err)
