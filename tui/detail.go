@@ -112,7 +112,7 @@ func (m *Model) detailBody(r *row, w int) []string {
 			out = append(out, l)
 			continue
 		}
-		out = append(out, strings.Split(ansi.Hardwrap(l, max(w, 10), true), "\n")...)
+		out = append(out, strings.Split(ansi.Wrap(l, max(w, 10), ""), "\n")...)
 	}
 	return out
 }

@@ -199,3 +199,5 @@ func lowEmail(id, to, body string) airlock.Pending {
 }
 
 func stripANSI(s string) string { return ansi.Strip(s) }
+
+func windowSize(w, h int) tea.WindowSizeMsg { return tea.WindowSizeMsg{Width: w, Height: h} }

@@ -255,6 +255,9 @@ func New(b Backend, opts Options) *Model {
 	if opts.KeyMap != nil {
 		m.keys = *opts.KeyMap
 	}
+	if opts.EditExternal == nil {
+		m.keys.EditExternal.SetEnabled(false)
+	}
 	if opts.Styles != nil {
 		m.styles = *opts.Styles
 		m.custom = true

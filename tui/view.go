@@ -384,7 +384,16 @@ func (m *Model) viewHelp(w, h int) []string {
 	st := &m.styles
 	m.help.SetWidth(w)
 	out := []string{st.Header.Render("Keys")}
-	out = append(out, strings.Split(m.help.FullHelpView(m.keys.FullHelp()), "\n")...)
+	groups := m.keys.FullHelp()
+	per := 2 // groups side by side
+	if w >= 110 {
+		per = len(groups)
+	} else if w < 60 {
+		per = 1
+	}
+	for i := 0; i < len(groups); i += per {
+		out = append(out, strings.Split(m.help.FullHelpView(groups[i:min(i+per, len(groups))]), "\n")...)
+	}
 	out = append(out, "", st.Header.Render("Safety"))
 	for _, s := range []string{
 		fmt.Sprintf("• keys are ignored for %s after a call appears; Esc never approves", m.grace()),
