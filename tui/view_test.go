@@ -127,9 +127,9 @@ func TestResize(t *testing.T) {
 func TestHostileTextIsShownNotObeyed(t *testing.T) {
 	h := newHarness(t, policy.Review{})
 	p := pending("evil\x1b[2J", "bot\u202e", "send_email\x1b]0;pwned\x07", 40, map[string]any{
-		"to":      "x@acme.com\u202egpj.exe",
-		"subject": "\x1b]52;c;ZXZpbA==\x07hello",
-		"body":    "line one\x1b[2J\x1b[H\u200bline two\r\nfake prompt\x9b31m",
+		"to":          "x@acme.com\u202egpj.exe",
+		"subject":     "\x1b]52;c;ZXZpbA==\x07hello",
+		"body":        "line one\x1b[2J\x1b[H\u200bline two\r\nfake prompt\x9b31m",
 		"\x1b[31mkey": "v\u0085",
 	})
 	p.Call.Context = map[string]any{"reason": "\x1b]8;;http://evil.example\x07click\x1b]8;;\x07\u202e"}
