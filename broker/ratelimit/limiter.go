@@ -580,6 +580,8 @@ func wantKind(scope string, k kind) bool {
 
 func durationOf(ns int64) time.Duration { return time.Duration(ns) }
 
+var dimOrder = map[string]int{DimRequests: 0, DimTokens: 1, DimCost: 2, DimConcurrent: 3, DimSessionMessages: 4}
+
 var scopeOrder = map[string]int{"global": 0, "org": 1, "agent": 2, "user": 3, "session": 4}
 
 // sortUsage orders rows by scope, key, dimension and window; byLoad first
@@ -605,7 +607,7 @@ func sortUsage(us []Usage, byLoad bool) {
 			return a.Key < b.Key
 		}
 		if a.Dimension != b.Dimension {
-			return a.Dimension < b.Dimension
+			return dimOrder[a.Dimension] < dimOrder[b.Dimension]
 		}
 		return a.Window < b.Window
 	})
