@@ -209,7 +209,7 @@ func renderEvent(s *storyWriter, ev *Row) {
 			}
 		}
 		if rec.Edited || d.UpdatedArguments != nil {
-			s.printf("  %-11s\n", "edited to")
+			s.printf("  edited to\n")
 			s.block("    ", prettyJSON(d.UpdatedArguments))
 		}
 		if rec.Grant != "" {
@@ -259,7 +259,7 @@ func renderEvent(s *storyWriter, ev *Row) {
 			break
 		}
 		rv := rec.Review
-		line := fmt.Sprintf("%s %s", rv.Reviewer, rv.Action)
+		line := fmt.Sprintf("%s: %s", rv.Reviewer, rv.Action)
 		if rv.ShownMS > 0 {
 			line += " after " + ms(rv.ShownMS) + " on screen"
 		}
@@ -273,7 +273,7 @@ func renderEvent(s *storyWriter, ev *Row) {
 			s.field("  ", "reason", rv.Reason)
 		}
 		if rv.UpdatedArguments != nil {
-			s.printf("  %-11s\n", "edited to")
+			s.printf("  edited to\n")
 			s.block("    ", prettyJSON(rv.UpdatedArguments))
 		}
 		return
