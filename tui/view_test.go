@@ -18,7 +18,12 @@ import (
 	"github.com/airlock/airlock/broker/policy"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+// updating reports whether -update was given (the flag is registered by
+// charmbracelet/x/exp/golden, which teatest imports).
+func updating() bool {
+	f := flag.Lookup("update")
+	return f != nil && f.Value.String() == "true"
+}
 
 // scene fills a console with a realistic queue at a fixed time.
 func scene(t *testing.T, w, h int) *harness {
@@ -98,7 +103,7 @@ func checkFrame(t *testing.T, s string, w, h int) {
 func golden(t *testing.T, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", name+".golden")
-	if *update {
+	if updating() {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
 		}
