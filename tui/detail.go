@@ -254,7 +254,7 @@ func (m *Model) batchBody(r *row, w int) []string {
 			if len(it.diff) == 0 {
 				desc = st.Muted.Render("identical arguments")
 			} else {
-				desc = strings.Join(m.changeLines(it.diff), st.Muted.Render("; "))
+				desc = m.oneLine(it.diff)
 			}
 		}
 		line := fmt.Sprintf("%s%s %s %s", mark, st.band(bandOr(it.p.Risk.Band, it.p.Risk.Score)).Render(fmt.Sprintf("%3d", it.p.Risk.Score)), pad(it.id, 12), desc)

@@ -576,3 +576,16 @@ func TestSQLFormatting(t *testing.T) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }
+
+func TestPathAutoSplitOnlyOutsideTheDirectory(t *testing.T) {
+	h := newHarness(t, policy.Review{Batch: true})
+	mk := func(id, p string, sec int) airlock.Pending {
+		x := pending(id, "docs-bot", "read_file", 5, map[string]any{"path": p})
+		x.ReceivedAt = t0.Add(time.Duration(sec) * time.Second)
+		return x
+	}
+	h.add(mk("r0", "/srv/docs/a.md", 0), mk("r1", "/srv/docs/b.md", 1), mk("r2", "/home/u/.ssh/id_rsa", 2), mk("r3", "/srv/docs/../../etc/passwd", 3))
+	if got, want := h.rowIDs(), []string{"r0+r1", "r2", "r3"}; !slices.Equal(got, want) {
+		t.Fatalf("got rows %v, want %v", got, want)
+	}
+}
