@@ -1,0 +1,176 @@
+package risk
+
+import (
+	"regexp"
+	"strings"
+	"unicode"
+)
+
+// Injection detection is a small phrase grammar, not a keyword list: an
+// imperative verb aimed at the model's own instructions ("ignore all previous
+// instructions"), a role reassignment ("you are now …"), a forged role header
+// ("SYSTEM:", "<|im_start|>system"), a request to disclose the prompt or keys,
+// and instructions hidden in HTML comments. "ignore previous invoices" has no
+// object the grammar knows; text that quotes an attack to discuss it is
+// discounted.
+var (
+	injVerbs     = `(?:ignore|disregard|forget|override|bypass|skip|abandon|discard|neglect|drop|set aside|throw out|do not follow|don't follow|stop following)`
+	injQualifier = `(?:all|any|every|previous|prior|above|earlier|preceding|foregoing|initial|original|existing|your|system|other|these|those|old|former|safety|the above|the previous|the prior|the system|of the|of your|my previous)`
+	injObject    = `(?:instructions?|prompts?|rules|directions?|guidelines|guidance|directives?|orders|commands|context|constraints|guardrails|restrictions|programming|policies|messages|system prompt|system message|conditioning|training)`
+	reOverride   = regexp.MustCompile(`\b` + injVerbs + `\s+(?:(?:` + injQualifier + `)[\s,]+){1,4}(?:\w+\s+){0,2}` + injObject + `\b`)
+	reRole       = regexp.MustCompile(`\b(?:you are now|you're now|from now on,? you|you will now act as|pretend (?:to be|you are)|act as (?:an? |the )?(?:unrestricted|unfiltered|jailbroken|dan\b|evil|root|admin|developer|system)|roleplay as)\b`)
+	reMode       = regexp.MustCompile(`\b(?:developer|dev|god|dan|jailbreak|debug|admin|sudo|unrestricted|maintenance) mode\b\s*(?:is\s+)?(?:enabled|activated|on|engaged|unlocked)?`)
+	reHeader     = regexp.MustCompile(`(?mi)(?:^|[.!?]\s+|\n\s*|\[|<|#{2,}\s*)(?:system|assistant|developer|admin|administrator|operator)\s*(?:message|prompt|override|note)?\s*(?::|\]|>)\s*\S`)
+	reChatTokens = regexp.MustCompile(`<\|im_start\|>|<\|im_end\|>|<\|system\|>|<\|assistant\|>|\[/?INST\]|<<SYS>>|<\|endoftext\|>|<\|begin_of_text\|>|<\|start_header_id\|>`)
+	reDisclose   = regexp.MustCompile(`\b(?:print|reveal|show|output|repeat|leak|dump|display|tell me|share|disclose|expose|send|email|forward|give me|list)\s+(?:\w+\s+){0,4}?(?:system prompt|hidden prompt|initial prompt|your prompt|your instructions|hidden instructions|initial instructions|api keys?|access keys?|credentials|passwords?|secrets?|tokens|environment variables|env vars|private keys?)\b`)
+	reSecrecy    = regexp.MustCompile(`\b(?:do not|don't|never)\s+(?:mention|tell|reveal|inform|disclose|notify|alert|let (?:the )?user know)\b|\bwithout (?:telling|informing|notifying|alerting|mentioning)\b`)
+	reAddress    = regexp.MustCompile(`\b(?:ai|assistant|agent|model|llm|chatbot|claude|gpt|copilot|bot)\s*[:,]\s*(?:when|if|please|you|ignore|forward|send|always|also|do)\b|\bwhen you (?:read|summari[sz]e|process|see|parse|handle) this\b|\bnote to (?:the )?(?:ai|assistant|agent|model|llm)\b`)
+	reHTMLCmt    = regexp.MustCompile(`(?s)<!--(.*?)-->`)
+	reCmtImper   = regexp.MustCompile(`\b(?:forward|send|email|upload|post|delete|remove|transfer|grant|ignore|disregard|execute|run|click|approve|call|invoke|export|copy|do not (?:mention|tell|reveal)|don't (?:mention|tell))\b`)
+	reMetaWords  = regexp.MustCompile(`\b(?:injection|injections|jailbreak|jailbreaks|example|examples|research|paper|papers|defen[cs]e|defen[cs]es|detect|detection|classifier|dataset|red[- ]team|attack|attacks|mitigat\w*|owasp|payloads?|benchmark|how to prevent|what is)\b`)
+)
+
+// injectionCheck weighs instructions to a model hidden in text.
+func injectionCheck(s string) (float64, string) {
+	if len(s) < 12 {
+		return 0, ""
+	}
+	if len(s) > 64<<10 {
+		s = cutUTF8(s, 64<<10)
+	}
+	norm := normalizeText(s)
+	var kinds []string
+	var firstDetail string
+	best := 0.0
+	note := func(w float64, kind, detail string) {
+		kinds = append(kinds, kind)
+		if w > best {
+			best, firstDetail = w, detail
+		}
+	}
+	quoted := func(loc []int) bool { return insideQuotes(norm, loc[0], loc[1]) }
+	meta := reMetaWords.MatchString(norm)
+	discount := func(loc []int) float64 {
+		if quoted(loc) && meta {
+			return 0.15
+		}
+		if quoted(loc) || meta {
+			return 0.6
+		}
+		return 1
+	}
+	if loc := reOverride.FindStringIndex(norm); loc != nil {
+		note(1*discount(loc), "override", "asks the model to "+clip(norm[loc[0]:loc[1]], 60))
+	}
+	if loc := reRole.FindStringIndex(norm); loc != nil {
+		end := min(loc[1]+40, len(norm))
+		note(0.8*discount(loc), "role", "reassigns the model's role: "+clip(norm[loc[0]:end], 60))
+	}
+	if loc := reMode.FindStringIndex(norm); loc != nil && !strings.HasSuffix(strings.TrimSpace(norm[loc[0]:loc[1]]), " mode") {
+		note(0.6*discount(loc), "mode", "claims a special mode: "+clip(norm[loc[0]:loc[1]], 40))
+	}
+	// Forged role headers are judged on the original text: "SYSTEM:" in
+	// capitals mid-message is the tell; "System: Linux" in a log line is not.
+	if loc := reHeader.FindStringIndex(s); loc != nil {
+		h := s[loc[0]:loc[1]]
+		w := 0.5
+		if strings.Contains(h, "SYSTEM") || strings.Contains(h, "ADMIN") || strings.Contains(h, "[system") || strings.Contains(h, "<system") {
+			w = 0.8
+		}
+		// A header followed by an imperative is a forged message.
+		rest := normalizeText(s[loc[1]-1 : min(len(s), loc[1]+200)])
+		if reDisclose.MatchString(rest) || reOverride.MatchString(rest) || reMode.MatchString(rest) || reCmtImper.MatchString(rest) {
+			w += 0.3
+		}
+		if w >= 0.7 {
+			hdr := strings.TrimLeft(h, ".!?#[< \t\n")
+			tail := s[loc[1]-1 : min(len(s), loc[1]+40)]
+			note(w*discount(loc), "header", "forged role header: "+clip(strings.TrimSpace(hdr[:len(hdr)-1]+tail), 60))
+		}
+	}
+	if loc := reChatTokens.FindStringIndex(s); loc != nil {
+		note(1*discount(loc), "tokens", "chat-template control token "+s[loc[0]:loc[1]])
+	}
+	if loc := reDisclose.FindStringIndex(norm); loc != nil {
+		note(0.7*discount(loc), "disclose", "asks to "+clip(norm[loc[0]:loc[1]], 60))
+	}
+	if loc := reSecrecy.FindStringIndex(norm); loc != nil && len(kinds) > 0 {
+		note(0.5, "secrecy", "asks to hide the action: "+clip(norm[loc[0]:loc[1]], 40))
+	}
+	if loc := reAddress.FindStringIndex(norm); loc != nil {
+		note(0.5*discount(loc), "address", "addresses the model directly: "+clip(norm[loc[0]:min(len(norm), loc[1]+30)], 60))
+	}
+	for _, m := range reHTMLCmt.FindAllStringSubmatch(s, 8) {
+		body := normalizeText(m[1])
+		if reCmtImper.MatchString(body) && (reAddress.MatchString(body) || reSecrecy.MatchString(body) || reOverride.MatchString(body) || strings.Contains(body, "@") || strings.Contains(body, "you ")) {
+			note(1, "comment", "hidden HTML comment gives instructions: "+clip(strings.TrimSpace(body), 60))
+			break
+		}
+	}
+	if best == 0 {
+		return 0, ""
+	}
+	distinct := map[string]bool{}
+	for _, k := range kinds {
+		distinct[k] = true
+	}
+	w := best + 0.15*float64(len(distinct)-1)
+	return min(w, 1), firstDetail
+}
+
+// normalizeText lower-cases, drops invisible characters and collapses white
+// space so spacing and case games do not matter.
+func normalizeText(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	space := false
+	for _, r := range s {
+		switch {
+		case r == 0x200b || r == 0x200c || r == 0x200d || r == 0x2060 || r == 0xfeff || r == 0xad:
+			continue
+		case unicode.IsSpace(r):
+			if !space {
+				b.WriteByte(' ')
+			}
+			space = true
+			continue
+		}
+		space = false
+		if r < 0x80 {
+			if r >= 'A' && r <= 'Z' {
+				r += 'a' - 'A'
+			}
+			b.WriteByte(byte(r))
+			continue
+		}
+		b.WriteRune(unicode.ToLower(r))
+	}
+	return b.String()
+}
+
+// insideQuotes reports whether [i, j) sits inside a quoted span.
+func insideQuotes(s string, i, j int) bool {
+	for _, q := range []string{`"`, "“", "'", "`", "«"} {
+		closeQ := q
+		switch q {
+		case "“":
+			closeQ = "”"
+		case "«":
+			closeQ = "»"
+		}
+		open := strings.LastIndex(s[:i], q)
+		if open < 0 {
+			continue
+		}
+		if q == "'" && open > 0 && isAlnum(s[open-1]) { // an apostrophe
+			continue
+		}
+		if q == `"` && strings.Count(s[:i], q)%2 == 0 {
+			continue
+		}
+		if c := strings.Index(s[j:], closeQ); c >= 0 && c < 200 {
+			return true
+		}
+	}
+	return false
+}
