@@ -38,9 +38,16 @@ const sandboxUID = 1000
 type childConfig struct {
 	Argv        []string
 	Env         []string
+	StatusFD    int    // native: the reaper reports a fatal signal here
 	Workspace   string // host path, "" for a scratch tmpfs
 	WorkspaceRW bool
 	Binds       []Bind
+	// StagedWorkspace and StagedBinds are where the root host bind-mounted
+	// Workspace and each Bind source for this run (a 0755 directory): the
+	// helper, an unprivileged uid on the host, needs no search permission
+	// on the sources' ancestors.
+	StagedWorkspace string
+	StagedBinds     []string
 	TmpSize     int64
 	NoFile      uint64
 	FileSize    uint64
@@ -136,7 +143,7 @@ func childInner() error {
 // childLaunch runs on the host as the run's unprivileged uid: it waits until
 // the host has placed it in the run's cgroups, then execs bwrap.
 func childLaunch() error {
-	unix.CloseOnExec(fdErr)
+	// fd 4 (errors) stays open through bwrap for the inner helper.
 	var b [1]byte
 	if n, _ := unix.Read(fdConfig, b[:]); n != 1 {
 		return fmt.Errorf("sandbox: launch: host gave up")
@@ -216,7 +223,7 @@ func buildRoot(c childConfig) error {
 	// Workspace.
 	ws := filepath.Join(nr, "workspace")
 	if c.Workspace != "" {
-		if err := bindMount(host(c.Workspace), ws, c.WorkspaceRW); err != nil {
+		if err := bindMount(host(c.StagedWorkspace), ws, c.WorkspaceRW); err != nil {
 			return err
 		}
 	} else {
@@ -228,8 +235,11 @@ func buildRoot(c childConfig) error {
 			return must(err, "workspace tmpfs")
 		}
 	}
-	for _, b := range c.Binds {
-		if err := bindMount(host(b.Source), filepath.Join(nr, b.Target), b.Writable); err != nil {
+	for i, b := range c.Binds {
+		if i >= len(c.StagedBinds) {
+			return fmt.Errorf("sandbox: bind %s: not staged", b.Target)
+		}
+		if err := bindMount(host(c.StagedBinds[i]), filepath.Join(nr, b.Target), b.Writable); err != nil {
 			return err
 		}
 	}
@@ -385,8 +395,15 @@ func buildDev(nr string, host func(string) string, shmOpts string) error {
 		return err
 	}
 	for _, d := range []string{"null", "zero", "full", "random", "urandom"} {
-		if err := bindMount(host("/dev/"+d), filepath.Join(dev, d), true); err != nil {
-			return err
+		// Plain binds: a remount would add nodev and break the devices.
+		dst := filepath.Join(dev, d)
+		f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return fmt.Errorf("sandbox: /dev/%s: %w", d, err)
+		}
+		f.Close()
+		if err := unix.Mount(host("/dev/"+d), dst, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("sandbox: bind /dev/%s: %w", d, err)
 		}
 	}
 	for name, target := range map[string]string{
@@ -492,9 +509,54 @@ func finishAndExec(c childConfig, asRoot bool) error {
 	if err := loadSeccomp(prog); err != nil {
 		return err
 	}
-	// C12/C13: the target becomes the pid namespace's init; when it exits,
-	// the kernel kills everything left in the namespace.
-	return fmt.Errorf("sandbox: exec %s: %w", path, syscall.Exec(path, c.Argv, c.Env))
+	if !asRoot {
+		// bwrap's own init is pid 1: exec the program directly.
+		return fmt.Errorf("sandbox: exec %s: %w", path, syscall.Exec(path, c.Argv, c.Env))
+	}
+	return reap(path, c)
+}
+
+// reap is pid 1 of a native sandbox (C12): it starts the program as its
+// child, reaps every orphan, and when the program exits, exits too, which
+// makes the kernel kill whatever is left in the pid namespace. The program
+// therefore has ordinary signal semantics (SIGXCPU, SIGTERM), and pid 1 is
+// non-dumpable: no same-uid ptrace, /proc/1/mem or /proc/1/exe. It runs
+// under the same Landlock domain, seccomp filter and uid as the program.
+func reap(path string, c childConfig) error {
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("sandbox: dumpable: %w", err)
+	}
+	pid, err := syscall.ForkExec(path, c.Argv, &syscall.ProcAttr{
+		Dir:   "/workspace",
+		Env:   c.Env,
+		Files: []uintptr{0, 1, 2},
+		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	})
+	if err != nil {
+		return fmt.Errorf("sandbox: exec %s: %w", path, err)
+	}
+	// Started: the host sees EOF on the error pipe.
+	unix.Close(fdErr)
+	unix.Close(0)
+	for {
+		var ws syscall.WaitStatus
+		wpid, err := syscall.Wait4(-1, &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			os.Exit(125)
+		}
+		if wpid != pid {
+			continue
+		}
+		if ws.Signaled() {
+			// pid 1 cannot die of most signals: tell the host instead.
+			_, _ = unix.Write(c.StatusFD, []byte("signal "+strconv.Itoa(int(ws.Signal()))))
+			os.Exit(128 + int(ws.Signal()))
+		}
+		os.Exit(ws.ExitStatus())
+	}
 }
 
 func lastCap() int {

@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // DrainTimeout is how long a run waits for its output pipes to close after
@@ -217,7 +219,9 @@ func childConfigFor(s normSpec) childConfig {
 		NoFile:      uint64(s.NoFile),
 		FileSize:    uint64(s.FileSize),
 		CPUSeconds:  uint64((s.CPUTime + time.Second - 1) / time.Second),
-		Nproc:       uint64(s.Pids),
+		// NPROC backs up pids.max (the uid is unique per run); set above
+		// it so the cgroup, which reports the hit, trips first.
+		Nproc: uint64(s.Pids) + 16,
 		Hostname:    "sandbox",
 		LandlockMin: MinLandlockABI,
 	}
@@ -260,6 +264,20 @@ func (n *Native) Run(ctx context.Context, spec Spec) (Result, error) {
 		return Result{}, fmt.Errorf("sandbox: open own binary: %w", err)
 	}
 	defer self.Close()
+	// fd 5: our binary; fd 6: the reaper's status pipe.
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		return Result{}, fmt.Errorf("sandbox: pipe: %w", err)
+	}
+	defer statusR.Close()
+	extra := []*os.File{self, statusW}
+	cfg.StatusFD = 6
+	staged, err := stageBinds(run.name, s)
+	if err != nil {
+		return Result{}, err
+	}
+	defer staged.cleanup()
+	cfg.StagedWorkspace, cfg.StagedBinds = staged.workspace, staged.binds
 	cmd := &exec.Cmd{
 		// The helper is our own binary, executed through a descriptor the
 		// root parent opened read-only: the unprivileged uid needs no path
@@ -282,8 +300,9 @@ func (n *Native) Run(ctx context.Context, spec Spec) (Result, error) {
 		"backend":      "native",
 		"userns":       fmt.Sprintf("uid 0-%d -> host %d-%d", uidRange-1, lo, lo+uidRange-1),
 		"host_uid":     strconv.FormatUint(uint64(lo+sandboxUID), 10),
+		"host_uids":    fmt.Sprintf("%d-%d", lo, lo+uidRange-1),
 		"uid":          strconv.Itoa(sandboxUID),
-		"pidns":        "yes (program is pid 1)",
+		"pidns":        "yes (non-dumpable reaper is pid 1)",
 		"mountns":      "tmpfs root (ro), ro /usr, fresh /proc (masked), minimal /dev",
 		"netns":        "empty (lo down)",
 		"ipcns":        "yes",
@@ -292,7 +311,25 @@ func (n *Native) Run(ctx context.Context, spec Spec) (Result, error) {
 		"no_new_privs": "yes",
 		"caps":         "all dropped (bounding, ambient, effective)",
 	}
-	return run.execute(ctx, cmd, cfg, []*os.File{self}, iso)
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return Result{}, fmt.Errorf("sandbox: pipe: %w", err)
+	}
+	defer cfgW.Close()
+	release := func() error {
+		b, err := json.Marshal(cfg)
+		if err != nil {
+			return fmt.Errorf("sandbox: config: %w", err)
+		}
+		// The helper reads to EOF; a large config must not block us.
+		go func() {
+			_, _ = cfgW.Write(b)
+			cfgW.Close()
+		}()
+		return nil
+	}
+	run.status = statusR
+	return run.execute(ctx, launch{cmd: cmd, fd3: cfgR, files: extra, release: release}, iso, cfg)
 }
 
 // hostRun is the host side of one run (H2–H7), shared by native and bwrap.
@@ -303,14 +340,27 @@ type hostRun struct {
 	drain time.Duration
 	log   *slog.Logger
 	uid   uint32 // host uid of the program
+	// status, when set, is the read end of the reaper's status pipe.
+	status *os.File
 }
 
-// execute places cmd in a fresh cgroup, hands the helper its config,
-// enforces the deadline and collects the result. extra are passed after the
-// config and error pipes (fd 5 on).
-func (r *hostRun) execute(ctx context.Context, cmd *exec.Cmd, cfg childConfig, extra []*os.File, iso map[string]string) (Result, error) {
+// launch is how a backend starts its helper.
+type launch struct {
+	cmd *exec.Cmd // ExtraFiles are set by execute: fd 3, fd 4 errors, then files
+	// fd3 is the child's fd 3 (config or sync pipe read end), files follow
+	// the error pipe (fd 5 on). Both are closed in the parent after start.
+	fd3   *os.File
+	files []*os.File
+	// release runs once the helper is in the cgroups: it lets it go on.
+	release func() error
+}
+
+// execute places the helper in a fresh cgroup, releases it, enforces the
+// deadline and collects the result.
+func (r *hostRun) execute(ctx context.Context, l launch, iso map[string]string, cfg childConfig) (Result, error) {
 	start := time.Now()
 	s := r.spec
+	cmd := l.cmd
 	lim := cgroupLimits{Memory: s.Memory, Pids: s.Pids, CPUs: s.CPUs}
 	cg, err := newRunCgroup(r.caps.Cgroup, r.name, lim)
 	if err != nil {
@@ -321,14 +371,8 @@ func (r *hostRun) execute(ctx context.Context, cmd *exec.Cmd, cfg childConfig, e
 			r.log.Warn("cgroup cleanup", "err", err)
 		}
 	}()
-	cfgR, cfgW, err := os.Pipe()
-	if err != nil {
-		return Result{}, fmt.Errorf("sandbox: pipe: %w", err)
-	}
-	defer cfgW.Close()
 	errR, errW, err := os.Pipe()
 	if err != nil {
-		cfgR.Close()
 		return Result{}, fmt.Errorf("sandbox: pipe: %w", err)
 	}
 	defer errR.Close()
@@ -338,7 +382,7 @@ func (r *hostRun) execute(ctx context.Context, cmd *exec.Cmd, cfg childConfig, e
 	if s.Stdin != nil {
 		cmd.Stdin = bytes.NewReader(s.Stdin)
 	}
-	cmd.ExtraFiles = append([]*os.File{cfgR, errW}, extra...)
+	cmd.ExtraFiles = append([]*os.File{l.fd3, errW}, l.files...)
 	cmd.WaitDelay = r.drain
 
 	// Start and Wait on one locked thread: Pdeathsig fires when the thread
@@ -355,8 +399,12 @@ func (r *hostRun) execute(ctx context.Context, cmd *exec.Cmd, cfg childConfig, e
 		}
 	}()
 	err = <-startErr
-	cfgR.Close()
+	// The child's ends: only the child holds them from now on.
+	l.fd3.Close()
 	errW.Close()
+	for _, f := range l.files {
+		f.Close()
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("sandbox: start helper: %w", err)
 	}
@@ -367,18 +415,11 @@ func (r *hostRun) execute(ctx context.Context, cmd *exec.Cmd, cfg childConfig, e
 		<-waitErr
 		return Result{}, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
-	b, err := json.Marshal(cfg)
-	if err != nil {
+	if err := l.release(); err != nil {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		<-waitErr
-		return Result{}, fmt.Errorf("sandbox: config: %w", err)
+		return Result{}, err
 	}
-	if _, err := cfgW.Write(b); err != nil {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		<-waitErr
-		return Result{}, fmt.Errorf("sandbox: send config: %w", err)
-	}
-	cfgW.Close()
 	// The error pipe closes at the helper's exec (close-on-exec): EOF with
 	// no message means the program started.
 	setupMsg := make(chan string, 1)
@@ -460,6 +501,19 @@ loop:
 	var sig syscall.Signal
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		sig = ws.Signal()
+	} else if r.status != nil {
+		// The reaper (pid 1) reports how the program died.
+		buf := make([]byte, 32)
+		_ = r.status.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if k, _ := r.status.Read(buf); k > 0 {
+			if v, ok := strings.CutPrefix(string(buf[:k]), "signal "); ok {
+				if n, err := strconv.Atoi(v); err == nil {
+					sig = syscall.Signal(n)
+				}
+			}
+		}
+	}
+	if sig != 0 {
 		res.Signal = sig.String()
 		res.ExitCode = -1
 	}
@@ -517,4 +571,83 @@ func chownTree(root string, uid, gid int) error {
 		}
 		return nil
 	})
+}
+
+// staging is one run's host-side bind staging directory.
+type staging struct {
+	dir       string
+	workspace string
+	binds     []string
+	mounts    []string
+}
+
+// stageBinds bind-mounts the workspace and every Bind source under a
+// root-owned 0755 run directory, so the unprivileged helper (or bwrap) can
+// reach them whatever the permissions of their ancestors (H1).
+func stageBinds(run string, s normSpec) (*staging, error) {
+	st := &staging{}
+	if s.Workspace == "" && len(s.Binds) == 0 {
+		return st, nil
+	}
+	base := "/run/airlock-sandbox-stage"
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		base = filepath.Join(os.TempDir(), "airlock-sandbox-stage")
+		if err := os.MkdirAll(base, 0o755); err != nil {
+			return nil, fmt.Errorf("sandbox: stage dir: %w", err)
+		}
+	}
+	st.dir = filepath.Join(base, run)
+	if err := os.Mkdir(st.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("sandbox: stage dir: %w", err)
+	}
+	stage := func(src string) (string, error) {
+		fi, err := os.Stat(src)
+		if err != nil {
+			return "", fmt.Errorf("sandbox: bind source: %w", err)
+		}
+		dst := filepath.Join(st.dir, strconv.Itoa(len(st.mounts)))
+		if fi.IsDir() {
+			err = os.Mkdir(dst, 0o755)
+		} else {
+			err = os.WriteFile(dst, nil, 0o644)
+		}
+		if err != nil {
+			return "", fmt.Errorf("sandbox: stage: %w", err)
+		}
+		if err := unix.Mount(src, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			os.Remove(dst)
+			return "", fmt.Errorf("sandbox: stage bind %s: %w", src, err)
+		}
+		_ = unix.Mount("", dst, "", unix.MS_REC|unix.MS_PRIVATE, "")
+		st.mounts = append(st.mounts, dst)
+		return dst, nil
+	}
+	if s.Workspace != "" {
+		p, err := stage(s.Workspace)
+		if err != nil {
+			st.cleanup()
+			return nil, err
+		}
+		st.workspace = p
+	}
+	for _, b := range s.Binds {
+		p, err := stage(b.Source)
+		if err != nil {
+			st.cleanup()
+			return nil, err
+		}
+		st.binds = append(st.binds, p)
+	}
+	return st, nil
+}
+
+func (st *staging) cleanup() {
+	if st.dir == "" {
+		return
+	}
+	for _, m := range st.mounts {
+		_ = unix.Unmount(m, unix.MNT_DETACH)
+		_ = os.Remove(m)
+	}
+	_ = os.Remove(st.dir)
 }

@@ -98,7 +98,8 @@ func slotUIDs(s int) (lo, hi uint32) {
 	return lo, lo + uidRange
 }
 
-// uidProcs lists host processes whose real or effective uid is in [lo, hi).
+// uidProcs lists live (non-zombie) host processes whose real or effective
+// uid is in [lo, hi).
 func uidProcs(lo, hi uint32) []int {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -116,6 +117,9 @@ func uidProcs(lo, hi uint32) []int {
 		}
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
+			if st, ok := strings.CutPrefix(sc.Text(), "State:"); ok && strings.HasPrefix(strings.TrimSpace(st), "Z") {
+				break // a zombie runs nothing; its parent (or init) reaps it
+			}
 			rest, ok := strings.CutPrefix(sc.Text(), "Uid:")
 			if !ok {
 				continue

@@ -11,8 +11,8 @@ import (
 	"sync"
 	"syscall"
 
-	llsys "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	seccomp "github.com/elastic/go-seccomp-bpf"
+	llsys "github.com/landlock-lsm/go-landlock/landlock/syscall"
 )
 
 // MinLandlockABI is the lowest Landlock ABI the native and bwrap backends
@@ -64,11 +64,11 @@ func (c Capabilities) Report() map[string]string {
 // preflightHooks let tests simulate a machine lacking a prerequisite
 // (escape probe #28: the run must be refused, never executed unsandboxed).
 type preflightHooks struct {
-	NoUserNS   bool
-	NoCgroups  bool
-	NoSeccomp  bool
+	NoUserNS    bool
+	NoCgroups   bool
+	NoSeccomp   bool
 	LandlockABI int // non-zero: pretend the kernel's ABI is this (-1: none)
-	NoBwrap    bool
+	NoBwrap     bool
 }
 
 var (

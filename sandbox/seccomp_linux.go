@@ -115,8 +115,8 @@ func seccompPolicy(o seccompOptions) seccomp.Policy {
 
 // Seccomp return values used by the prologue.
 const (
-	secRetKill  = unix.SECCOMP_RET_KILL_PROCESS
-	secRetEPERM = unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)
+	secRetKill     = unix.SECCOMP_RET_KILL_PROCESS
+	secRetEPERM    = unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)
 	auditArchX8664 = 0xc000003e
 	x32SyscallBit  = 0x40000000
 	tiocsti        = 0x5412
