@@ -138,7 +138,7 @@ func (m *Model) tryApprove(r *row, edited map[string]any, confirmed bool) tea.Cm
 	a.edited = edited
 	if r.risk >= m.confirmRisk() {
 		lead := items[0]
-		a.label, a.expect = confirmField(&lead.p.Call, edited)
+		a.label, a.expect = confirmField(&lead.p, edited)
 		a.expectAl = sanitize.Line(a.expect)
 		m.act, m.mode = a, modeTyped
 		m.input.Reset()
@@ -194,8 +194,7 @@ func (m *Model) editKey(external bool) tea.Cmd {
 		return tea.Exec(ed, func(err error) tea.Msg { return editedMsg{doc: ed.out, err: err} })
 	}
 	m.mode = modeEdit
-	m.editor.SetWidth(m.width)
-	m.editor.SetHeight(max(m.height-6, 3))
+	m.sizeEditor()
 	m.editor.SetValue(doc)
 	m.editor.MoveToBegin()
 	m.setStatus("", false)
@@ -612,17 +611,39 @@ var sqlTable = regexp.MustCompile("(?i)\\b(?:from|into|update|table|join)\\s+(?:
 // confirmField picks the field a reviewer must type to approve a critical
 // call: the recipient's domain, the amount, the table, the host, the path,
 // the command, else the tool name.
-func confirmField(c *airlock.ToolCall, edited map[string]any) (label, value string) {
+//
+// Among several recipients it asks for the one the risk factors name (the
+// external one), else one outside the call's org, else the first.
+func confirmField(p *airlock.Pending, edited map[string]any) (label, value string) {
+	c := &p.Call
 	args := c.Arguments
 	if edited != nil {
 		args = edited
 	}
+	var domains []string
 	for _, k := range []string{"to", "recipient", "recipients", "cc", "bcc", "email", "address"} {
 		for _, s := range strs(args[k]) {
 			if i := strings.LastIndexByte(s, '@'); i >= 0 && i < len(s)-1 {
-				return "recipient domain", strings.Trim(s[i+1:], " >\"'")
+				domains = append(domains, strings.ToLower(strings.Trim(s[i+1:], " >\"'")))
 			}
 		}
+	}
+	if len(domains) > 0 {
+		for _, d := range domains {
+			for _, f := range p.Risk.Factors {
+				if strings.Contains(strings.ToLower(f.Detail), d) {
+					return "recipient domain", d
+				}
+			}
+		}
+		if org := strings.ToLower(c.Org); org != "" {
+			for _, d := range domains {
+				if !strings.Contains(d, org) {
+					return "recipient domain", d
+				}
+			}
+		}
+		return "recipient domain", domains[0]
 	}
 	for _, k := range []string{"amount", "total", "sum", "value", "price", "quantity"} {
 		switch v := args[k].(type) {

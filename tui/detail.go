@@ -32,8 +32,6 @@ type detailCache struct {
 // changes with time (ages, countdown), then the cached body, scrolled.
 func (m *Model) viewDetail(w, h int) []string {
 	if m.mode == modeEdit {
-		m.editor.SetWidth(w)
-		m.editor.SetHeight(h)
 		return strings.Split(m.editor.View(), "\n")
 	}
 	r := m.selected()

@@ -294,6 +294,18 @@ func (m *Model) SetSize(w, h int) {
 	m.width, m.height = max(w, 20), max(h, 8)
 	m.help.SetWidth(m.width)
 	m.detCache = detailCache{}
+	m.sizeEditor()
+}
+
+// sizeEditor fits the inline editor to the detail pane.
+func (m *Model) sizeEditor() {
+	side, _, dh := m.layout()
+	w := m.width
+	if side {
+		w = m.width - m.width*2/5 - 1
+	}
+	m.editor.SetWidth(w)
+	m.editor.SetHeight(dh)
 }
 
 // grace, dwell, … return the effective review settings.

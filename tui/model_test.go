@@ -279,6 +279,7 @@ func TestTypedConfirmationForCriticalCalls(t *testing.T) {
 		answer     string
 	}{
 		{"recipient-domain", "send_email", map[string]any{"to": "Boss <ceo@evil-corp.example>", "subject": "keys", "body": "x"}, "evil-corp.example"},
+		{"external-recipient", "send_email", map[string]any{"to": []any{"cfo@acme.com", "drop@files.example"}, "subject": "q3"}, "files.example"},
 		{"table-name", "execute_sql", map[string]any{"query": "DROP TABLE customers"}, "customers"},
 		{"amount", "transfer_funds", map[string]any{"amount": 25000.5, "account": "X"}, "25000.5"},
 		{"host", "http_post", map[string]any{"url": "https://paste.example.net/upload", "data": "x"}, "paste.example.net"},
