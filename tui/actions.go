@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -482,8 +483,10 @@ func (m *Model) onDecided(msg decidedMsg) tea.Cmd {
 	if reply.Canary {
 		it.inflight = true
 		if rv.Action == airlock.ActionDeny {
+			m.checksCaught++
 			m.notice = "That was an attention check — well caught: it was a planted dangerous call, and denying it was right."
 		} else {
+			m.checksMissed++
 			m.notice = "That was an attention check — you approved a planted dangerous call. Nothing ran; slow down and read each call."
 		}
 		m.noticeAt = m.now
@@ -534,6 +537,29 @@ func (m *Model) DecisionsToday() int {
 		n++
 	}
 	return n
+}
+
+// telemetry summarises this reviewer's session: decisions, approval rate,
+// median time on screen before deciding, attention checks caught.
+func (m *Model) telemetry() string {
+	n := len(m.history)
+	if n == 0 {
+		return "no decisions yet"
+	}
+	approved := 0
+	shown := make([]int64, 0, n)
+	for _, h := range m.history {
+		if h.action == airlock.ActionApprove {
+			approved++
+		}
+		shown = append(shown, h.shownMS)
+	}
+	slices.Sort(shown)
+	s := fmt.Sprintf("%d decisions · %d%% approved · median %.1f s on screen", n, approved*100/n, float64(shown[n/2])/1000)
+	if c := m.checksCaught + m.checksMissed; c > 0 {
+		s += fmt.Sprintf(" · attention checks caught %d/%d", m.checksCaught, c)
+	}
+	return s
 }
 
 // approvalsPerMinute counts this reviewer's approval decisions in the last minute.

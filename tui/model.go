@@ -210,6 +210,8 @@ type Model struct {
 	noticeAt  time.Time
 
 	approvals    []time.Time // approval decisions (one per keystroke), for the rate guard
+	checksCaught int         // attention checks denied
+	checksMissed int         // attention checks approved
 	history      []historyEntry
 	feed         []feedEntry
 	recent       map[string]*recentState

@@ -430,6 +430,13 @@ func TestCanaryReply(t *testing.T) {
 			if s := h.screen(); !strings.Contains(s, tt.want) {
 				t.Errorf("screen does not show %q:\n%s", tt.want, s)
 			}
+			caught := 0
+			if tt.name == "denied" {
+				caught = 1
+			}
+			if h.m.checksCaught != caught || h.m.checksCaught+h.m.checksMissed != 1 {
+				t.Errorf("got caught %d missed %d, want caught %d of 1", h.m.checksCaught, h.m.checksMissed, caught)
+			}
 		})
 	}
 }
@@ -506,7 +513,8 @@ func TestTabsFeedHistoryHelp(t *testing.T) {
 		t.Errorf("feed does not show the notify call:\n%s", s)
 	}
 	h.press("tab")
-	if s := h.screen(); !strings.Contains(s, "deny") || !strings.Contains(s, "nope") {
+	if s := h.screen(); !strings.Contains(s, "deny") || !strings.Contains(s, "nope") ||
+		!strings.Contains(s, "1 decisions · 0% approved · median 1.0 s on screen") {
 		t.Errorf("history does not show the deny:\n%s", s)
 	}
 	h.press("?")

@@ -356,7 +356,8 @@ func (m *Model) viewFeed(w, h int) []string {
 
 func (m *Model) viewHistory(w, h int) []string {
 	st := &m.styles
-	out := []string{st.Header.Render(fmt.Sprintf("History — decisions by %s, newest first", sanitize.Line(m.opts.Reviewer)))}
+	out := []string{st.Header.Render(fmt.Sprintf("History — decisions by %s, newest first", sanitize.Line(m.opts.Reviewer))),
+		st.Muted.Render(m.telemetry())}
 	if len(m.history) == 0 {
 		out = append(out, st.Muted.Render("  no decisions yet"))
 	}
