@@ -38,7 +38,7 @@ func NewBwrap(opts ...NativeOption) (*Bwrap, error) {
 	if len(missing) > 0 {
 		return nil, refusal("bwrap", missing)
 	}
-	n := &Native{log: c.log.With("backend", "bwrap"), caps: caps, drain: c.drain}
+	n := &Native{log: c.log.With("backend", "bwrap"), caps: caps, drain: c.drain, landlockMin: c.landlockMin}
 	return &Bwrap{Native: n, bwrap: caps.Bwrap}, nil
 }
 
@@ -136,6 +136,9 @@ func (b *Bwrap) Run(ctx context.Context, spec Spec) (Result, error) {
 	defer slots.release(slot)
 	uid, _ := slotUIDs(slot) // bwrap maps exactly one uid: 1000 -> uid
 	cfg := childConfigFor(s)
+	if b.landlockMin != 0 {
+		cfg.LandlockMin = b.landlockMin
+	}
 	restore, err := prepareWorkspace(s, int(uid))
 	if err != nil {
 		return Result{}, err
@@ -194,7 +197,11 @@ func (b *Bwrap) Run(ctx context.Context, spec Spec) (Result, error) {
 		}
 		args = append(args, flag, staged.workspace, "/workspace")
 	} else {
-		args = append(args, "--perms", "0755", "--size", strconv.FormatInt(s.TmpSize, 10), "--tmpfs", "/workspace")
+		ws, err := staged.tmpfs(runName, s.TmpSize, uid, "0755")
+		if err != nil {
+			return Result{}, err
+		}
+		args = append(args, "--bind", ws, "/workspace")
 	}
 	for i, bd := range s.Binds {
 		flag := "--ro-bind"
@@ -203,12 +210,27 @@ func (b *Bwrap) Run(ctx context.Context, spec Spec) (Result, error) {
 		}
 		args = append(args, flag, staged.binds[i], bd.Target)
 	}
-	size := strconv.FormatInt(s.TmpSize, 10)
+	tmp, err := staged.tmpfs(runName, s.TmpSize, uid, "1777")
+	if err != nil {
+		return Result{}, err
+	}
+	shm, err := staged.tmpfs(runName, s.TmpSize, uid, "1777")
+	if err != nil {
+		return Result{}, err
+	}
 	args = append(args,
-		"--perms", "1777", "--size", size, "--tmpfs", "/tmp",
+		"--bind", tmp, "/tmp",
 		"--dev", "/dev",
-		"--perms", "1777", "--size", size, "--tmpfs", "/dev/shm",
+		"--bind", shm, "/dev/shm",
 		"--proc", "/proc",
+	)
+	// Docker's masked /proc paths (bwrap's fresh /proc has none).
+	for _, f := range procMasked {
+		if _, err := os.Stat("/proc/" + f); err == nil {
+			args = append(args, "--ro-bind", "/dev/null", "/proc/"+f)
+		}
+	}
+	args = append(args,
 		"--remount-ro", "/",
 		"--chdir", "/workspace",
 		"--cap-drop", "ALL",
@@ -251,6 +273,8 @@ func (b *Bwrap) Run(ctx context.Context, spec Spec) (Result, error) {
 		drain: b.drain,
 		log:   b.log,
 		uid:   uid,
+		// bwrap's init reports a child killed by signal N as 128+N.
+		exitSignals: true,
 	}
 	iso := map[string]string{
 		"backend":      "bwrap",

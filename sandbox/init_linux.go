@@ -48,14 +48,14 @@ type childConfig struct {
 	// on the sources' ancestors.
 	StagedWorkspace string
 	StagedBinds     []string
-	TmpSize     int64
-	NoFile      uint64
-	FileSize    uint64
-	CPUSeconds  uint64
-	Nproc       uint64
-	Hostname    string
-	LandlockMin int
-	AllowInet   bool
+	TmpSize         int64
+	NoFile          uint64
+	FileSize        uint64
+	CPUSeconds      uint64
+	Nproc           uint64
+	Hostname        string
+	LandlockMin     int
+	AllowInet       bool
 }
 
 func init() {
@@ -256,7 +256,7 @@ func buildRoot(c childConfig) error {
 	if err := mkdirMount("proc", filepath.Join(nr, "proc"), "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return err
 	}
-	for _, f := range []string{"kcore", "keys", "timer_list", "sched_debug", "latency_stats", "kallsyms", "sysrq-trigger", "config.gz", "kmsg", "kpagecount", "kpageflags", "kpagecgroup", "pagetypeinfo", "vmallocinfo", "slabinfo"} {
+	for _, f := range procMasked {
 		p := filepath.Join(nr, "proc", f)
 		if _, err := os.Lstat(p); err != nil {
 			continue
@@ -302,6 +302,9 @@ func buildRoot(c childConfig) error {
 	}
 	return nil
 }
+
+// procMasked are /proc files replaced by an empty read-only file.
+var procMasked = []string{"kcore", "keys", "key-users", "timer_list", "sched_debug", "latency_stats", "kallsyms", "sysrq-trigger", "config.gz", "kmsg", "kpagecount", "kpageflags", "kpagecgroup", "pagetypeinfo", "vmallocinfo", "slabinfo"}
 
 // bindMount binds src on dst (creating dst like src), then remounts it
 // read-only unless rw, keeping the locked nosuid/nodev flags.

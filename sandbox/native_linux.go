@@ -38,9 +38,10 @@ const maxSourceArg = 120 << 10
 // per run, cgroup limits, rlimits, no_new_privs, no capabilities, Landlock
 // and an allow-list seccomp filter that also covers the 32-bit entry.
 type Native struct {
-	log   *slog.Logger
-	caps  Capabilities
-	drain time.Duration
+	log         *slog.Logger
+	caps        Capabilities
+	drain       time.Duration
+	landlockMin int
 }
 
 // NativeOption configures a Native backend.
@@ -50,6 +51,15 @@ type nativeConfig struct {
 	log   *slog.Logger
 	hooks *preflightHooks
 	drain time.Duration
+	// landlockMin overrides the ABI the in-sandbox helper demands (tests:
+	// a helper that cannot enforce Landlock must refuse, not run).
+	landlockMin int
+}
+
+// withHelperLandlockMin makes the in-sandbox helper demand this Landlock
+// ABI (tests: simulate a kernel that lost Landlock after preflight).
+func withHelperLandlockMin(v int) NativeOption {
+	return func(c *nativeConfig) { c.landlockMin = v }
 }
 
 // WithLogger sets the logger (default: discard).
@@ -89,7 +99,7 @@ func NewNative(opts ...NativeOption) (*Native, error) {
 	if len(caps.Missing) > 0 {
 		return nil, refusal("native", caps.Missing)
 	}
-	return &Native{log: c.log.With("backend", "native"), caps: caps, drain: c.drain}, nil
+	return &Native{log: c.log.With("backend", "native"), caps: caps, drain: c.drain, landlockMin: c.landlockMin}, nil
 }
 
 // Name reports "native".
@@ -221,7 +231,7 @@ func childConfigFor(s normSpec) childConfig {
 		CPUSeconds:  uint64((s.CPUTime + time.Second - 1) / time.Second),
 		// NPROC backs up pids.max (the uid is unique per run); set above
 		// it so the cgroup, which reports the hit, trips first.
-		Nproc: uint64(s.Pids) + 16,
+		Nproc:       uint64(s.Pids) + 16,
 		Hostname:    "sandbox",
 		LandlockMin: MinLandlockABI,
 	}
@@ -231,7 +241,10 @@ var runSeq atomic.Uint64
 
 // Run executes spec in a fresh sandbox. See Runner.
 func (n *Native) Run(ctx context.Context, spec Spec) (Result, error) {
-	if n == nil || len(n.caps.Missing) > 0 {
+	if n == nil {
+		return Result{}, refusal("native", []string{"backend not initialised (use NewNative)"})
+	}
+	if len(n.caps.Missing) > 0 || n.caps.Cgroup.Version == 0 {
 		return Result{}, refusal("native", n.caps.Missing)
 	}
 	s, err := normalize(spec)
@@ -245,6 +258,9 @@ func (n *Native) Run(ctx context.Context, spec Spec) (Result, error) {
 	defer slots.release(slot)
 	lo, _ := slotUIDs(slot)
 	cfg := childConfigFor(s)
+	if n.landlockMin != 0 {
+		cfg.LandlockMin = n.landlockMin
+	}
 
 	run := &hostRun{
 		name:  fmt.Sprintf("run-%d-%d", os.Getpid(), runSeq.Add(1)),
@@ -342,6 +358,9 @@ type hostRun struct {
 	uid   uint32 // host uid of the program
 	// status, when set, is the read end of the reaper's status pipe.
 	status *os.File
+	// exitSignals: the helper reports a program killed by signal N as exit
+	// status 128+N (bwrap's init does).
+	exitSignals bool
 }
 
 // launch is how a backend starts its helper.
@@ -513,6 +532,9 @@ loop:
 			}
 		}
 	}
+	if c := res.ExitCode; sig == 0 && r.exitSignals && c > 128 && c < 128+65 {
+		sig = syscall.Signal(c - 128)
+	}
 	if sig != 0 {
 		res.Signal = sig.String()
 		res.ExitCode = -1
@@ -589,16 +611,8 @@ func stageBinds(run string, s normSpec) (*staging, error) {
 	if s.Workspace == "" && len(s.Binds) == 0 {
 		return st, nil
 	}
-	base := "/run/airlock-sandbox-stage"
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		base = filepath.Join(os.TempDir(), "airlock-sandbox-stage")
-		if err := os.MkdirAll(base, 0o755); err != nil {
-			return nil, fmt.Errorf("sandbox: stage dir: %w", err)
-		}
-	}
-	st.dir = filepath.Join(base, run)
-	if err := os.Mkdir(st.dir, 0o755); err != nil {
-		return nil, fmt.Errorf("sandbox: stage dir: %w", err)
+	if err := st.mkdir(run); err != nil {
+		return nil, err
 	}
 	stage := func(src string) (string, error) {
 		fi, err := os.Stat(src)
@@ -639,6 +653,44 @@ func stageBinds(run string, s normSpec) (*staging, error) {
 		st.binds = append(st.binds, p)
 	}
 	return st, nil
+}
+
+// tmpfs mounts a size- and inode-capped tmpfs owned by uid under the
+// staging directory (the bwrap backend binds these at /tmp, /dev/shm and a
+// scratch /workspace: bwrap itself cannot cap inodes).
+func (st *staging) tmpfs(run string, size int64, uid uint32, mode string) (string, error) {
+	if st.dir == "" {
+		if err := st.mkdir(run); err != nil {
+			return "", err
+		}
+	}
+	dst := filepath.Join(st.dir, strconv.Itoa(len(st.mounts)))
+	if err := os.Mkdir(dst, 0o755); err != nil {
+		return "", fmt.Errorf("sandbox: stage: %w", err)
+	}
+	opts := fmt.Sprintf("size=%d,nr_inodes=65536,mode=%s,uid=%d,gid=%d", size, mode, uid, uid)
+	if err := unix.Mount("tmpfs", dst, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		os.Remove(dst)
+		return "", fmt.Errorf("sandbox: stage tmpfs: %w", err)
+	}
+	_ = unix.Mount("", dst, "", unix.MS_PRIVATE, "")
+	st.mounts = append(st.mounts, dst)
+	return dst, nil
+}
+
+func (st *staging) mkdir(run string) error {
+	base := "/run/airlock-sandbox-stage"
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		base = filepath.Join(os.TempDir(), "airlock-sandbox-stage")
+		if err := os.MkdirAll(base, 0o755); err != nil {
+			return fmt.Errorf("sandbox: stage dir: %w", err)
+		}
+	}
+	st.dir = filepath.Join(base, run)
+	if err := os.Mkdir(st.dir, 0o755); err != nil {
+		return fmt.Errorf("sandbox: stage dir: %w", err)
+	}
+	return nil
 }
 
 func (st *staging) cleanup() {

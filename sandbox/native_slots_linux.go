@@ -117,8 +117,10 @@ func uidProcs(lo, hi uint32) []int {
 		}
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
-			if st, ok := strings.CutPrefix(sc.Text(), "State:"); ok && strings.HasPrefix(strings.TrimSpace(st), "Z") {
-				break // a zombie runs nothing; its parent (or init) reaps it
+			if st, ok := strings.CutPrefix(sc.Text(), "State:"); ok {
+				if st = strings.TrimSpace(st); strings.HasPrefix(st, "Z") || strings.HasPrefix(st, "X") {
+					break // exited: runs nothing; its parent (or init) reaps it
+				}
 			}
 			rest, ok := strings.CutPrefix(sc.Text(), "Uid:")
 			if !ok {

@@ -158,7 +158,7 @@ func dns(targets []string) {
 // #3: raw, packet, netlink and vsock sockets.
 func rawSockets() {
 	for _, s := range []struct {
-		name             string
+		name            string
 		dom, typ, proto int
 	}{
 		{"AF_PACKET/SOCK_RAW", unix.AF_PACKET, unix.SOCK_RAW, 0x0300},
