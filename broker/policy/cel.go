@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"cel.dev/cel-go/cel"
+	celast "cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/ext"
@@ -21,9 +22,6 @@ import (
 
 	"github.com/airlock/airlock"
 )
-
-// celProgram is a compiled rule or chain condition.
-type celProgram = cel.Program
 
 // Limits on rule evaluation, so that a hostile argument (a huge list, a deep
 // comprehension) cannot stall the broker. An evaluation that hits either
@@ -77,9 +75,19 @@ func env() (*cel.Env, error) {
 	return celEnv, celEnvErr
 }
 
+// compiled is a compiled boolean expression. loops is set when it holds a
+// comprehension (all, exists, map, filter…): only those can run long on
+// small input, so only those are evaluated under a context deadline, which
+// costs about a microsecond per evaluation. Every evaluation is bounded by
+// EvalCostLimit.
+type compiled struct {
+	prog  cel.Program
+	loops bool
+}
+
 // compile compiles a boolean CEL expression. The error lists every problem,
 // without CEL's "ERROR: <input>:1:2:" decoration.
-func compile(expr string) (cel.Program, error) {
+func compile(expr string) (*compiled, error) {
 	e, err := env()
 	if err != nil {
 		return nil, fmt.Errorf("policy: cel environment: %w", err)
@@ -118,7 +126,8 @@ func compile(expr string) (cel.Program, error) {
 	if err != nil {
 		return nil, err
 	}
-	return prg, nil
+	loops := len(celast.MatchDescendants(celast.NavigateAST(ast.NativeRep()), celast.KindMatcher(celast.ComprehensionKind))) > 0
+	return &compiled{prog: prg, loops: loops}, nil
 }
 
 // errAbsent reports whether a CEL evaluation error means the data the rule
@@ -131,17 +140,17 @@ func errAbsent(err error) bool {
 
 // run evaluates a compiled condition against a call. matched is false with a
 // nil error when the data the condition reads is absent.
-func run(ctx context.Context, prg cel.Program, a *activation) (matched bool, err error) {
+func run(ctx context.Context, c *compiled, a *activation) (matched bool, err error) {
 	defer func() {
 		if r := recover(); r != nil { // cel-go recovers its own panics; this is a last guard
 			matched, err = false, fmt.Errorf("internal error: %v", r)
 		}
 	}()
 	var out ref.Val
-	if ctx != nil {
-		out, _, err = prg.ContextEval(ctx, a)
+	if ctx != nil && c.loops {
+		out, _, err = c.prog.ContextEval(ctx, a)
 	} else {
-		out, _, err = prg.Eval(a)
+		out, _, err = c.prog.Eval(a)
 	}
 	if err != nil {
 		if errAbsent(err) {
@@ -165,7 +174,7 @@ type Cond struct {
 	Class string
 	// Expr is the CEL source when the condition is an expression.
 	Expr string
-	prog cel.Program
+	prog *compiled
 }
 
 // Match evaluates an expression condition against a call. It reports false
@@ -175,6 +184,9 @@ type Cond struct {
 func (c *Cond) Match(call *airlock.ToolCall) (bool, error) {
 	if c == nil || c.prog == nil || call == nil {
 		return false, nil
+	}
+	if !c.prog.loops {
+		return run(nil, c.prog, &activation{call: call})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), EvalTimeout)
 	defer cancel()
@@ -275,8 +287,10 @@ func hostOf(s string) string {
 // domainOf returns the lower-case domain of an email address ("Bob
 // <bob@Acme.com>" → "acme.com"), or "" when it has none.
 func domainOf(s string) string {
-	if a, err := mail.ParseAddress(s); err == nil {
-		s = a.Address
+	if strings.ContainsAny(s, "<>\"(),;:\\") {
+		if a, err := mail.ParseAddress(s); err == nil {
+			s = a.Address
+		}
 	}
 	i := strings.LastIndexByte(s, '@')
 	if i < 0 {

@@ -342,6 +342,7 @@ func (p *parser) rule(t *Tool, i int, n *yaml.Node, path string) *Rule {
 	if !good {
 		return nil
 	}
+	r.matchReason = fmt.Sprintf("%s (rule %d)", r.Reason, i)
 	return r
 }
 
@@ -930,6 +931,13 @@ func (p *parser) auth(n *yaml.Node, path string) *Auth {
 }
 
 func (p *parser) authFile(at *yaml.Node, path, full string) *Auth {
+	if st, err := os.Stat(full); err != nil {
+		p.errf(at, path, "%v", err)
+		return nil
+	} else if !st.Mode().IsRegular() {
+		p.errf(at, path, "%s is not a regular file", full)
+		return nil
+	}
 	fh, err := os.Open(full)
 	if err != nil {
 		p.errf(at, path, "%v", err)

@@ -145,8 +145,8 @@ func (p *Policy) EvaluateContext(ctx context.Context, call *airlock.ToolCall) Re
 
 // applyRules evaluates every rule of t and folds the matches into res.
 func (p *Policy) applyRules(ctx context.Context, t *Tool, call *airlock.ToolCall, res *Result) {
-	ctx, cancel := context.WithTimeout(ctx, EvalTimeout)
-	defer cancel()
+	dl := deadline{parent: ctx}
+	defer dl.stop()
 	act := &activation{call: call}
 	var reasons []string
 	first := ""
@@ -157,13 +157,19 @@ func (p *Policy) applyRules(ctx context.Context, t *Tool, call *airlock.ToolCall
 		}
 		var matched bool
 		var err error
-		if r.prog == nil {
+		switch {
+		case r.prog == nil:
 			err = fmt.Errorf("not compiled (build policies with Load or Parse)")
-		} else {
-			matched, err = run(ctx, r.prog, act)
+		case r.prog.loops:
+			matched, err = run(dl.get(), r.prog, act)
+		default:
+			matched, err = run(nil, r.prog, act)
 		}
 		tier := r.Tier
-		reason := fmt.Sprintf("%s (rule %d)", r.Reason, i)
+		reason := r.matchReason
+		if reason == "" {
+			reason = fmt.Sprintf("%s (rule %d)", r.Reason, i)
+		}
 		switch {
 		case err != nil:
 			// Fail closed: treat the rule as matching, and hold the call
@@ -196,6 +202,27 @@ func (p *Policy) applyRules(ctx context.Context, t *Tool, call *airlock.ToolCall
 	res.Reason = strings.Join(reasons, "; ")
 	if res.Tier == airlock.TierDeny {
 		res.Denied = true
+	}
+}
+
+// deadline is the shared deadline of a call's rules, started by the first
+// rule that needs one (see compiled.loops).
+type deadline struct {
+	parent context.Context
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (d *deadline) get() context.Context {
+	if d.ctx == nil {
+		d.ctx, d.cancel = context.WithTimeout(d.parent, EvalTimeout)
+	}
+	return d.ctx
+}
+
+func (d *deadline) stop() {
+	if d.cancel != nil {
+		d.cancel()
 	}
 }
 

@@ -237,6 +237,9 @@ func addressList(v any) ([]string, bool) {
 }
 
 func splitAddresses(s string) []string {
+	if t := strings.TrimSpace(s); t != "" && !strings.ContainsAny(t, "<>\"(),;: \t\r\n\\") {
+		return []string{t} // a bare address: the common case, no parsing needed
+	}
 	if list, err := mail.ParseAddressList(s); err == nil {
 		out := make([]string, len(list))
 		for i, a := range list {

@@ -69,8 +69,9 @@ type Rule struct {
 	// ID names the rule in results and audit rows, e.g. "tools.read_file.rules[0]".
 	ID string
 
-	index int
-	prog  celProgram // compiled When; nil when built by hand (fails closed)
+	index       int
+	prog        *compiled // When, compiled; nil when built by hand (fails closed)
+	matchReason string    // "Reason (rule N)"
 }
 
 // Agent is an agent's tool manifest: the only tools it may call.
