@@ -308,4 +308,3 @@ func matchClass(spec, tool string, classes map[string]string) bool {
 	}
 	return false
 }
-

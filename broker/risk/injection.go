@@ -18,7 +18,7 @@ var (
 	injQualifier = `(?:all|any|every|previous|prior|above|earlier|preceding|foregoing|initial|original|existing|your|system|other|these|those|old|former|safety|the above|the previous|the prior|the system|of the|of your|my previous)`
 	injObject    = `(?:instructions?|prompts?|rules|directions?|guidelines|guidance|directives?|orders|commands|context|constraints|guardrails|restrictions|programming|policies|messages|system prompt|system message|conditioning|training)`
 	reOverride   = regexp.MustCompile(`\b` + injVerbs + `\s+(?:(?:` + injQualifier + `)[\s,]+){1,4}(?:\w+\s+){0,2}` + injObject + `\b`)
-	reRole       = regexp.MustCompile(`\b(?:you are now|you're now|from now on,? you|you will now act as|pretend (?:to be|you are)|act as (?:an? |the )?(?:unrestricted|unfiltered|jailbroken|dan\b|evil|root|admin|developer|system)|roleplay as)\b`)
+	reRole       = regexp.MustCompile(`\b(?:(?:you are|you're) now (?:an? |the |my |in |acting |no longer |free |unrestricted|unfiltered|jailbroken|dan\b)|from now on,? you (?:are|will|must)|you will now act as|pretend (?:to be|you are)|act as (?:an? |the )?(?:unrestricted|unfiltered|jailbroken|dan\b|evil|root|admin|developer|system)|roleplay as)`)
 	reMode       = regexp.MustCompile(`\b(?:developer|dev|god|dan|jailbreak|debug|admin|sudo|unrestricted|maintenance) mode\b\s*(?:is\s+)?(?:enabled|activated|on|engaged|unlocked)?`)
 	reHeader     = regexp.MustCompile(`(?mi)(?:^|[.!?]\s+|\n\s*|\[|<|#{2,}\s*)(?:system|assistant|developer|admin|administrator|operator)\s*(?:message|prompt|override|note)?\s*(?::|\]|>)\s*\S`)
 	reChatTokens = regexp.MustCompile(`<\|im_start\|>|<\|im_end\|>|<\|system\|>|<\|assistant\|>|\[/?INST\]|<<SYS>>|<\|endoftext\|>|<\|begin_of_text\|>|<\|start_header_id\|>`)
@@ -64,7 +64,7 @@ func injectionCheck(s string) (float64, string) {
 	}
 	if loc := reRole.FindStringIndex(norm); loc != nil {
 		end := min(loc[1]+40, len(norm))
-		note(0.8*discount(loc), "role", "reassigns the model's role: "+clip(norm[loc[0]:end], 60))
+		note(0.6*discount(loc), "role", "reassigns the model's role: "+clip(norm[loc[0]:end], 60))
 	}
 	if loc := reMode.FindStringIndex(norm); loc != nil && !strings.HasSuffix(strings.TrimSpace(norm[loc[0]:loc[1]]), " mode") {
 		note(0.6*discount(loc), "mode", "claims a special mode: "+clip(norm[loc[0]:loc[1]], 40))

@@ -9,7 +9,7 @@ import (
 // orgInfo is an organisation's own domains, normalised for lookups.
 type orgInfo struct {
 	name      string
-	inferred  bool // no domains configured: the org's name stands for them
+	inferred  bool     // no domains configured: the org's name stands for them
 	mail      []string // mail domains, lower case
 	hosts     []string // host patterns: exact or *.suffix
 	stems     []string // the org name and the first label of each domain ("acme")

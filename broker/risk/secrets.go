@@ -46,7 +46,7 @@ func findSecrets(s string) []secretHit {
 	if strings.IndexByte(s, 'A') >= 0 && reAWSKey.MatchString(s) {
 		add("AWS access key", "amazonaws.com", 1)
 	}
-	if strings.Contains(s, "gh") && reGitHub.MatchString(s) {
+	if (strings.Contains(s, "gh") || strings.Contains(s, "github_pat_")) && reGitHub.MatchString(s) {
 		add("GitHub token", "github.com", 1)
 	}
 	if strings.Contains(s, "glpat-") && reGitLab.MatchString(s) {
