@@ -427,7 +427,26 @@ var escapeCases = []escapeCase{
 		}
 		spec := probeSpec(t, "privilege", "/suid/id")
 		spec.Binds = append(spec.Binds, Bind{Source: dir, Target: "/suid"})
-		contained(t, runT(t, r, spec))
+		spec.Argv = []string{"/bin/sh", "-c", "/probe/probe privilege /suid/id; r=$?; sleep 0.3; exit $r"}
+		// Host view: every process in this run's cgroup has only non-zero
+		// uids (real, effective, saved, fs).
+		stop := make(chan struct{})
+		seen := make(chan map[int]string, 1)
+		go func() { seen <- watchRunUIDs(stop) }()
+		res := runT(t, r, spec)
+		close(stop)
+		procs := <-seen
+		contained(t, res)
+		if len(procs) == 0 {
+			t.Errorf("no process of the run seen on the host")
+		}
+		for pid, uids := range procs {
+			for _, u := range strings.Fields(uids) {
+				if u == "0" {
+					t.Errorf("host pid %d of the run has uids %q: host root", pid, uids)
+				}
+			}
+		}
 	}},
 	{14, "ptrace", func(t *testing.T, r Runner) {
 		spec := probeSpec(t)
@@ -672,5 +691,39 @@ func TestFailClosed(t *testing.T) {
 	})
 	if _, err := os.Stat(marker); err == nil {
 		t.Errorf("a refused run executed")
+	}
+}
+
+// watchRunUIDs polls /proc until stop and returns the uids (host view) of
+// every process seen in a run cgroup of this test process.
+func watchRunUIDs(stop <-chan struct{}) map[int]string {
+	tag := fmt.Sprintf("/airlock/run-%d-", os.Getpid())
+	out := map[int]string{}
+	for {
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			cg, err := os.ReadFile("/proc/" + e.Name() + "/cgroup")
+			if err != nil || !strings.Contains(string(cg), tag) {
+				continue
+			}
+			st, err := os.ReadFile("/proc/" + e.Name() + "/status")
+			if err != nil {
+				continue
+			}
+			for l := range strings.Lines(string(st)) {
+				if v, ok := strings.CutPrefix(l, "Uid:"); ok {
+					out[pid] = strings.TrimSpace(v)
+				}
+			}
+		}
+		select {
+		case <-stop:
+			return out
+		case <-time.After(2 * time.Millisecond):
+		}
 	}
 }
