@@ -165,12 +165,14 @@ func run(ctx context.Context, c *compiled, a *activation) (matched bool, err err
 	return bool(b), nil
 }
 
-// Cond is a compiled chain condition (risk.chains[].first / then): either a
-// risk factor class name, such as secret_read, or a CEL expression over args
-// and call like a tool rule.
+// Cond is a compiled chain condition (risk.chains[].first / then): either
+// class names, or a CEL expression over args and call like a tool rule. A
+// condition is class names when it is "*", a factor or event class
+// (secret_read), a tool ("tool:send_email" or a bare name), or alternatives
+// of those joined with "|"; anything else is compiled as CEL.
 type Cond struct {
-	// Class is set when the condition names a factor class; the risk scorer
-	// matches it against the factors of the call.
+	// Class holds the class names; the risk scorer matches them against
+	// what it found in the call.
 	Class string
 	// Expr is the CEL source when the condition is an expression.
 	Expr string

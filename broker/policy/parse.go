@@ -774,6 +774,11 @@ func (p *parser) review(n *yaml.Node, r *Review) {
 
 var factorNameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
+// chainClassRe matches a chain condition that names classes rather than
+// being CEL: "*", a factor or event class (secret_read), a tool
+// ("tool:send_email" or a bare name), or alternatives joined with "|".
+var chainClassRe = regexp.MustCompile(`^(\*|(tool:[^\s|]+|[A-Za-z_][A-Za-z0-9_-]*)(\|(tool:[^\s|]+|[A-Za-z_][A-Za-z0-9_-]*))*)$`)
+
 func (p *parser) risk(n *yaml.Node, rc *RiskConfig) {
 	const path = "risk"
 	f, _ := p.mapping(n, path, "points", "bands", "chains")
@@ -842,7 +847,7 @@ func (p *parser) risk(n *yaml.Node, rc *RiskConfig) {
 					good = false
 					return "", nil
 				}
-				if factorNameRe.MatchString(s) && s != "true" && s != "false" {
+				if chainClassRe.MatchString(s) && s != "true" && s != "false" {
 					return s, &Cond{Class: s}
 				}
 				prg, err := compile(s)

@@ -494,7 +494,14 @@ risk:
   chains:
     - {name: c1, first: secret_read, then: 'call.tool == "http_request"', points: 30, reason: read then send}
     - {name: c2, first: 'args.path.contains(".env")', then: egress, points: 10}
+    - {name: c3, first: "tool:read_file|credential_read", then: "*", points: 5}
+    - {name: c4, first: send_email, then: upload|data_egress, points: 5}
 `)
+	for _, c := range p.Risk.Chains[2:] {
+		if c.FirstCond.Class == "" || c.ThenCond.Class == "" {
+			t.Errorf("chain %s: got first %+v then %+v, want class conditions", c.Name, c.FirstCond, c.ThenCond)
+		}
+	}
 	if p.Risk.Points["destructive_sql"] != 45 || p.Risk.Points["novelty"] != 0 || len(p.Risk.Points) != 2 {
 		t.Errorf("points: got %v", p.Risk.Points)
 	}
