@@ -222,6 +222,9 @@ type Model struct {
 
 	// after schedules a message; tests replace it to drive time by hand.
 	after func(time.Duration, tea.Msg) tea.Cmd
+	// queued holds commands started outside the Update path that returns them
+	// (a selection change fetching recent calls); Update sends them.
+	queued []tea.Cmd
 	tab   tab
 	quit  bool
 }
@@ -358,33 +361,42 @@ func (m *Model) Init() tea.Cmd {
 // Update handles one message.
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	m.now = m.clock()
+	cmd := m.update(msg)
+	if len(m.queued) > 0 {
+		cmd = tea.Batch(append(m.queued, cmd)...)
+		m.queued = nil
+	}
+	return m, cmd
+}
+
+func (m *Model) update(msg tea.Msg) tea.Cmd {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		m.SetSize(msg.Width, msg.Height)
 		m.ensureVisible()
-		return m, nil
+		return nil
 	case tea.BackgroundColorMsg:
-		return m, m.onBackground(msg.IsDark())
+		return m.onBackground(msg.IsDark())
 	case Event:
-		return m, m.onEvent(msg)
+		return m.onEvent(msg)
 	case flushMsg:
 		m.flushOn = false
-		return m, m.refresh()
+		return m.refresh()
 	case tickMsg:
-		return m, m.onTick()
+		return m.onTick()
 	case decidedMsg:
-		return m, m.onDecided(msg)
+		return m.onDecided(msg)
 	case recentMsg:
 		m.onRecent(msg)
-		return m, nil
+		return nil
 	case editedMsg:
-		return m, m.onEdited(msg)
+		return m.onEdited(msg)
 	case tea.PasteMsg:
-		return m, m.onPaste(msg)
+		return m.onPaste(msg)
 	case tea.KeyPressMsg:
-		return m, m.onKey(msg)
+		return m.onKey(msg)
 	}
-	return m, nil
+	return nil
 }
 
 func (m *Model) onBackground(dark bool) tea.Cmd {
@@ -562,7 +574,10 @@ func (m *Model) selectionChanged() tea.Cmd {
 	m.detailOff = 0
 	m.member = 0
 	m.ensureVisible()
-	return m.fetchRecent(r.items[0].p.Call.Session)
+	if cmd := m.fetchRecent(r.items[0].p.Call.Session); cmd != nil {
+		m.queued = append(m.queued, cmd)
+	}
+	return nil
 }
 
 func (m *Model) selected() *row {

@@ -598,3 +598,20 @@ func TestPathAutoSplitOnlyOutsideTheDirectory(t *testing.T) {
 		t.Fatalf("got rows %v, want %v", got, want)
 	}
 }
+
+func TestRecentFetchedAfterDecisionMovesSelection(t *testing.T) {
+	h := newHarness(t, policy.Review{})
+	h.b.recent = map[string][]airlock.DecisionRecord{"s-2": {{
+		Call:     airlock.ToolCall{ID: "old", Tool: "read_file", Arguments: map[string]any{"path": "/tmp/old2"}},
+		Decision: airlock.Decision{Verdict: airlock.VerdictDenied, DecidedBy: "reviewer:dan", DecidedAt: t0},
+	}}}
+	a := pending("a", "bot", "read_file", 10, map[string]any{"path": "/tmp/a"})
+	b := pending("b", "bot", "read_file", 5, map[string]any{"path": "/tmp/b"})
+	b.Call.Session = "s-2"
+	h.add(a, b)
+	h.wait(time.Second)
+	h.press("a")
+	if s := h.screen(); !strings.Contains(s, "reviewer:dan") {
+		t.Errorf("the next call's session history was not fetched:\n%s", s)
+	}
+}

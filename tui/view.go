@@ -154,6 +154,7 @@ type rowCacheKey struct {
 	width    int
 	version  uint64
 	inflight bool
+	waiting  bool
 }
 
 // rowLine draws one queue row; the part that does not change with time
@@ -161,7 +162,7 @@ type rowCacheKey struct {
 func (m *Model) rowLine(r *row, selected bool, w int) string {
 	st := &m.styles
 	inflight := r.inflight()
-	ck := rowCacheKey{r.key, w, r.version, inflight}
+	ck := rowCacheKey{r.key, w, r.version, inflight, r.items[0].waiting}
 	rest, ok := m.rowCache[ck]
 	if !ok {
 		rest = m.rowRest(r, w)
