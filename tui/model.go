@@ -225,8 +225,8 @@ type Model struct {
 	// queued holds commands started outside the Update path that returns them
 	// (a selection change fetching recent calls); Update sends them.
 	queued []tea.Cmd
-	tab   tab
-	quit  bool
+	tab    tab
+	quit   bool
 }
 
 // New returns a console that talks to b.
