@@ -7,6 +7,7 @@ import (
 
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/airlock/airlock"
 	"github.com/airlock/airlock/internal/sanitize"
 )
 
@@ -66,10 +67,7 @@ func (m *Model) detailHead(r *row, w int) []string {
 	st := &m.styles
 	it := r.items[0]
 	p := &it.p
-	band := r.band
-	if band == "" {
-		band = bandOf(r.risk)
-	}
+	band := bandOr(r.band, r.risk)
 	title := st.Header.Render(it.tool)
 	if r.batch() {
 		title += st.Warn.Render(fmt.Sprintf(" ×%d", len(r.items)))
@@ -197,11 +195,14 @@ func (m *Model) singleBody(it *item, w int) []string {
 	return out
 }
 
+// bandOr returns the band the broker sent when it is one of the four, else
+// the band of the score (a band is never shown as the broker spelled it).
 func bandOr(b string, score int) string {
-	if b == "" {
-		return bandOf(score)
+	switch b {
+	case airlock.BandLow, airlock.BandMedium, airlock.BandHigh, airlock.BandCritical:
+		return b
 	}
-	return b
+	return bandOf(score)
 }
 
 func (m *Model) recentLines(session string, w int) []string {
@@ -223,7 +224,7 @@ func (m *Model) recentLines(session string, w int) []string {
 		for _, rec := range rs.records {
 			d := rec.Decision
 			out = append(out, fmt.Sprintf("  %s %-9s %s %s %s", d.DecidedAt.Format("15:04:05"),
-				string(d.Verdict), pad(sanitize.Line(rec.Call.Tool), 14), pad(sanitize.Line(d.DecidedBy), 16),
+				sanitize.Line(string(d.Verdict)), pad(sanitize.Line(rec.Call.Tool), 14), pad(sanitize.Line(d.DecidedBy), 16),
 				summarize(&rec.Call)))
 		}
 	}

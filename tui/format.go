@@ -330,9 +330,9 @@ func (m *Model) jsonLines(v any, clip func(string) (string, string)) []string {
 			out = append(out, indent+st.Punc.Render("]")+comma)
 		case string:
 			s, more := clip(v)
-			// JSON-style escapes for newlines and quotes, visible escapes for the rest.
-			q := strconv.Quote(s)
-			q = sanitize.Line(unquoteNonASCII(q))
+			// Quotes and backslashes escaped as in JSON; controls, newlines
+			// and invisible characters as visible escapes (␛, ↵, ⟨U+202E⟩).
+			q := `"` + sanitize.Line(jsonQuoter.Replace(s)) + `"`
 			out = append(out, indent+prefix+st.String.Render(q)+comma+more)
 		case float64:
 			out = append(out, indent+prefix+st.Number.Render(strconv.FormatFloat(v, 'f', -1, 64))+comma)
@@ -350,19 +350,7 @@ func (m *Model) jsonLines(v any, clip func(string) (string, string)) []string {
 	return out
 }
 
-// unquoteNonASCII undoes strconv.Quote's \u escapes of printable non-ASCII
-// runes so that "café" reads as café; controls stay escaped.
-func unquoteNonASCII(q string) string {
-	if !strings.Contains(q, `\u`) && !strings.Contains(q, `\U`) {
-		return q
-	}
-	// strconv.QuoteToGraphic keeps printable runes; re-quote from the value.
-	s, err := strconv.Unquote(q)
-	if err != nil {
-		return q
-	}
-	return strconv.QuoteToGraphic(s)
-}
+var jsonQuoter = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 
 var sqlKeywords = map[string]bool{}
 

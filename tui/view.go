@@ -168,10 +168,7 @@ func (m *Model) rowLine(r *row, selected bool, w int) string {
 		rest = m.rowRest(r, w)
 		m.rowCache[ck] = rest
 	}
-	band := r.band
-	if band == "" {
-		band = bandOf(r.risk)
-	}
+	band := bandOr(r.band, r.risk)
 	badge := fmt.Sprintf("%-4s %3d", bandAbbrev(band), r.risk)
 	age := fmtAge(m.now.Sub(r.oldest))
 	marker := "  "
@@ -331,7 +328,7 @@ func (m *Model) viewFeed(w, h int) []string {
 	for i := len(m.feed) - 1; i >= 0 && len(out) < h; i-- {
 		e := m.feed[i]
 		d := e.decision
-		verdict := strings.ToUpper(string(d.Verdict))
+		verdict := strings.ToUpper(sanitize.Line(string(d.Verdict)))
 		if d.Tier == airlock.TierNotify {
 			verdict = "NOTIFY"
 		}

@@ -154,7 +154,7 @@ func TestHostileTextIsShownNotObeyed(t *testing.T) {
 	}
 	h.send(windowSize(200, 60))
 	s := h.screen()
-	for _, want := range []string{"␛]52;c;ZXZpbA==␇hello", "␛[2J␛[H", "⟨U+202E⟩", "⟨U+200B⟩", "␍", "⟨U+2066⟩iso⟨U+2069⟩"} {
+	for _, want := range []string{"␛]52;c;ZXZpbA==␇hello", "␛[2J␛[H", "⟨U+202E⟩", "⟨U+200B⟩", "␍", "⟨U+2066⟩iso⟨U+2069⟩", `"␛[31mkey": "v⟨U+0085⟩"`} {
 		if !strings.Contains(s, want) {
 			t.Errorf("screen does not show %q:\n%s", want, s)
 		}
