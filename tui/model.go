@@ -461,22 +461,22 @@ func (m *Model) onKey(msg tea.KeyPressMsg) tea.Cmd {
 		m.quit = true
 		return tea.Quit
 	case key.Matches(msg, k.NextTab):
-		m.tab = (m.tab + 1) % tab(len(tabNames))
+		m.setTab((m.tab + 1) % tab(len(tabNames)))
 		return nil
 	case key.Matches(msg, k.PrevTab):
-		m.tab = (m.tab + tab(len(tabNames)) - 1) % tab(len(tabNames))
+		m.setTab((m.tab + tab(len(tabNames)) - 1) % tab(len(tabNames)))
 		return nil
 	case key.Matches(msg, k.Help):
 		if m.tab == tabHelp {
-			m.tab = tabQueue
+			m.setTab(tabQueue)
 		} else {
-			m.tab = tabHelp
+			m.setTab(tabHelp)
 		}
 		return nil
 	}
 	if m.tab != tabQueue {
 		if key.Matches(msg, k.Back) {
-			m.tab = tabQueue
+			m.setTab(tabQueue)
 		}
 		return nil
 	}
@@ -532,6 +532,15 @@ func (m *Model) onKey(msg tea.KeyPressMsg) tea.Cmd {
 		return m.splitKey()
 	}
 	return nil
+}
+
+// setTab switches views. Coming back to the queue counts as the selected
+// call appearing again: the grace period and the dwell start over.
+func (m *Model) setTab(t tab) {
+	if t == tabQueue && m.tab != tabQueue {
+		m.shownAt = m.now
+	}
+	m.tab = t
 }
 
 // move moves the selection (or, with the detail pane focused, scrolls it or

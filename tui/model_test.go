@@ -615,3 +615,15 @@ func TestRecentFetchedAfterDecisionMovesSelection(t *testing.T) {
 		t.Errorf("the next call's session history was not fetched:\n%s", s)
 	}
 }
+
+func TestGraceRestartsWhenComingBackToTheQueue(t *testing.T) {
+	h := newHarness(t, policy.Review{})
+	h.add(pending("a", "bot", "read_file", 10, map[string]any{"path": "/tmp/a"}))
+	h.wait(5 * time.Second)
+	h.press("tab")
+	h.wait(5 * time.Second)
+	h.press("tab", "tab", "tab", "a") // back on the queue, a at once
+	if got := h.b.sent(); len(got) != 0 {
+		t.Fatalf("got %+v, want the key swallowed after coming back to the queue", got)
+	}
+}
