@@ -1,0 +1,257 @@
+package claudehook_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/airlock/airlock"
+	"github.com/airlock/airlock/audit"
+	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/broker/client"
+	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/broker/risk"
+	"github.com/airlock/airlock/internal/claudehook"
+)
+
+const claudePolicy = `version: 1
+defaults: {unknown_tool: deny, pending_ttl: 1m}
+tools:
+  Read: {tier: auto}
+  Grep: {tier: auto}
+  Bash: {tier: approve}
+`
+
+// realBroker is a real broker: embedded NATS with JetStream on a random
+// port, a SQLite audit log, the policy engine and the scorer.
+type realBroker struct {
+	srv    *server.Server
+	nc     *nats.Conn
+	b      *broker.Broker
+	log    *audit.Log
+	client *client.Client
+}
+
+func startBroker(t *testing.T, policyYAML string) *realBroker {
+	t.Helper()
+	dir := t.TempDir()
+	pol, err := policy.Parse("claude.yaml", []byte(policyYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &realBroker{}
+	h.srv, err = broker.StartEmbedded(broker.EmbeddedOptions{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(dir, "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.srv.Shutdown(); h.srv.WaitForShutdown() })
+	h.log, err = audit.Open(audit.PathIn(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.nc, err = nats.Connect(h.srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.b, err = broker.New(h.nc, broker.Config{Policy: pol, Audit: h.log, Scorer: risk.New(pol), Name: "hook-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = h.b.Close(ctx)
+		h.nc.Close()
+		_ = h.log.Close(ctx)
+	})
+	h.client, err = client.New(h.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// waitPending polls the pending queue until the call shows up.
+func (h *realBroker) waitPending(t *testing.T, id string) airlock.Pending {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ps, err := h.client.Pending(context.Background())
+		if err == nil {
+			for _, p := range ps {
+				if p.Call.ID == id {
+					return p
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("call %s never became pending", id)
+	return airlock.Pending{}
+}
+
+func input(t *testing.T, name string) *claudehook.Input {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := claudehook.Decode(strings.NewReader(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+func decide(t *testing.T, nc *nats.Conn, in *claudehook.Input, timeout time.Duration, fb claudehook.Fallbacks) claudehook.Outcome {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	s := &claudehook.NATSSubmitter{Conn: nc, NoBrokerAfter: 500 * time.Millisecond}
+	return claudehook.Decide(ctx, s, claudehook.Call(in, claudehook.Identity{Agent: "claude-code", User: "alice"}), fb)
+}
+
+func TestAgainstBroker(t *testing.T) {
+	h := startBroker(t, claudePolicy)
+
+	t.Run("allow", func(t *testing.T) {
+		o := decide(t, h.nc, input(t, "pretooluse-read.json"), 10*time.Second, claudehook.Fallbacks{})
+		if o.Behavior != claudehook.Allow || o.UpdatedInput != nil {
+			t.Fatalf("got %+v, want allow without updated input", o)
+		}
+	})
+	t.Run("deny-unknown-tool", func(t *testing.T) {
+		o := decide(t, h.nc, input(t, "pretooluse-webfetch.json"), 10*time.Second, claudehook.Fallbacks{})
+		if o.Behavior != claudehook.Deny || !strings.Contains(o.Reason, "denied by policy") {
+			t.Fatalf("got %+v, want a policy denial", o)
+		}
+	})
+	t.Run("reviewer-edit", func(t *testing.T) {
+		in := input(t, "pretooluse-bash.json")
+		got := make(chan claudehook.Outcome, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			s := &claudehook.NATSSubmitter{Conn: h.nc}
+			got <- claudehook.Decide(ctx, s, claudehook.Call(in, claudehook.Identity{Agent: "claude-code", User: "alice"}), claudehook.Fallbacks{})
+		}()
+		p := h.waitPending(t, "toolu_01BASHrebuild")
+		if p.Call.Tool != "Bash" || p.Call.Arguments["command"] != "rm -rf build/ && make" {
+			t.Fatalf("got pending call %+v", p.Call)
+		}
+		edited := map[string]any{"command": "make", "description": "Rebuild"}
+		rep, err := h.client.Review(context.Background(), airlock.Review{CallID: p.Call.ID, Action: airlock.ActionApprove, Reviewer: "bob", UpdatedArguments: edited})
+		if err != nil || !rep.Accepted {
+			t.Fatalf("review: %+v %v", rep, err)
+		}
+		o := <-got
+		if o.Behavior != claudehook.Allow || o.UpdatedInput["command"] != "make" {
+			t.Fatalf("got %+v, want allow with the edited command", o)
+		}
+		out := claudehook.Encode(claudehook.EventPreToolUse, claudehook.ClientClaude, o)
+		var m struct {
+			H struct {
+				Decision string         `json:"permissionDecision"`
+				Updated  map[string]any `json:"updatedInput"`
+			} `json:"hookSpecificOutput"`
+		}
+		if err := json.Unmarshal(out, &m); err != nil || m.H.Decision != "allow" || m.H.Updated["command"] != "make" {
+			t.Fatalf("got output %s, want allow with updatedInput.command make", out)
+		}
+	})
+	t.Run("reviewer-deny-permission-request", func(t *testing.T) {
+		in := input(t, "permissionrequest-bash.json")
+		in.ToolUseID = "toolu_perm_deny" // a known id so the test can find it
+		got := make(chan claudehook.Outcome, 1)
+		go func() { got <- decide(t, h.nc, in, 20*time.Second, claudehook.Fallbacks{}) }()
+		p := h.waitPending(t, "toolu_perm_deny")
+		rep, err := h.client.Review(context.Background(), airlock.Review{CallID: p.Call.ID, Action: airlock.ActionDeny, Reviewer: "bob", Reason: "not today"})
+		if err != nil || !rep.Accepted {
+			t.Fatalf("review: %+v %v", rep, err)
+		}
+		o := <-got
+		out := string(claudehook.Encode(in.HookEventName, claudehook.ClientClaude, o))
+		if o.Behavior != claudehook.Deny || !strings.Contains(out, `"behavior":"deny"`) || !strings.Contains(out, "not today") {
+			t.Fatalf("got %s, want a PermissionRequest denial with the reviewer's reason", out)
+		}
+	})
+	t.Run("timeout-denies", func(t *testing.T) {
+		in := input(t, "pretooluse-bash.json")
+		in.ToolUseID = "toolu_timeout_deny"
+		o := decide(t, h.nc, in, 700*time.Millisecond, claudehook.Fallbacks{})
+		if o.Behavior != claudehook.Deny || !strings.Contains(o.Reason, "timeout") {
+			t.Fatalf("got %+v, want a timeout denial", o)
+		}
+	})
+	t.Run("timeout-asks-when-configured", func(t *testing.T) {
+		in := input(t, "pretooluse-bash.json")
+		in.ToolUseID = "toolu_timeout_ask"
+		o := decide(t, h.nc, in, 700*time.Millisecond, claudehook.Fallbacks{OnTimeout: claudehook.Ask})
+		if o.Behavior != claudehook.Ask {
+			t.Fatalf("got %+v, want ask", o)
+		}
+	})
+	t.Run("retry-same-tool-use-id-is-idempotent", func(t *testing.T) {
+		in := input(t, "pretooluse-read.json")
+		in.ToolUseID = "toolu_twice"
+		a := decide(t, h.nc, in, 10*time.Second, claudehook.Fallbacks{})
+		b := decide(t, h.nc, in, 10*time.Second, claudehook.Fallbacks{})
+		if a.Behavior != claudehook.Allow || a.Reason != b.Reason {
+			t.Fatalf("got %q then %q, want the same recorded decision", a.Reason, b.Reason)
+		}
+	})
+}
+
+func TestBrokerDown(t *testing.T) {
+	t.Run("nats-up-no-broker", func(t *testing.T) {
+		srv, err := broker.StartEmbedded(broker.EmbeddedOptions{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+		nc, err := nats.Connect(srv.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		start := time.Now()
+		o := decide(t, nc, input(t, "pretooluse-read.json"), time.Minute, claudehook.Fallbacks{})
+		if o.Behavior != claudehook.Deny || !strings.Contains(o.Reason, "unreachable") {
+			t.Fatalf("got %+v, want an unreachable denial", o)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("took %s to notice no broker, want about NoBrokerAfter", d)
+		}
+		o = decide(t, nc, input(t, "pretooluse-read.json"), time.Minute, claudehook.Fallbacks{OnUnreachable: claudehook.Ask})
+		if o.Behavior != claudehook.Ask {
+			t.Fatalf("got %+v, want ask", o)
+		}
+	})
+	t.Run("closed-connection", func(t *testing.T) {
+		srv, err := broker.StartEmbedded(broker.EmbeddedOptions{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(srv.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.Close()
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		o := decide(t, nc, input(t, "pretooluse-read.json"), time.Minute, claudehook.Fallbacks{})
+		if o.Behavior != claudehook.Deny {
+			t.Fatalf("got %+v, want deny", o)
+		}
+	})
+}

@@ -1,0 +1,350 @@
+package mcpproxy_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/airlock/airlock"
+	"github.com/airlock/airlock/audit"
+	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/broker/client"
+	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/broker/risk"
+	"github.com/airlock/airlock/internal/mcpproxy"
+)
+
+const mcpPolicy = `version: 1
+defaults: {unknown_tool: deny, pending_ttl: 1m}
+tools:
+  echo: {tier: auto}
+  delete_everything: {tier: approve}
+  poison: {tier: auto}
+`
+
+// mcpPolicyChanged holds calls to a tool whose definition changed for a
+// human, as docs/integrations.md recommends.
+const mcpPolicyChanged = `version: 1
+defaults: {unknown_tool: deny, pending_ttl: 1m}
+tools:
+  echo: {tier: auto, rules: [{when: '"mcp_tool_changed" in call.context', tier: approve, reason: tool definition changed}]}
+  delete_everything: {tier: approve}
+  poison: {tier: auto}
+`
+
+type realBroker struct {
+	srv    *server.Server
+	nc     *nats.Conn
+	b      *broker.Broker
+	log    *audit.Log
+	client *client.Client
+}
+
+func startBroker(t *testing.T, policyYAML string) *realBroker {
+	t.Helper()
+	dir := t.TempDir()
+	pol, err := policy.Parse("mcp.yaml", []byte(policyYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &realBroker{}
+	h.srv, err = broker.StartEmbedded(broker.EmbeddedOptions{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(dir, "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.srv.Shutdown(); h.srv.WaitForShutdown() })
+	h.log, err = audit.Open(audit.PathIn(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.nc, err = nats.Connect(h.srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.b, err = broker.New(h.nc, broker.Config{Policy: pol, Audit: h.log, Scorer: risk.New(pol), Name: "mcp-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = h.b.Close(ctx)
+		h.nc.Close()
+		_ = h.log.Close(ctx)
+	})
+	h.client, err = client.New(h.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// waitPending returns the first waiting call to tool.
+func (h *realBroker) waitPending(t *testing.T, tool string) airlock.Pending {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		ps, err := h.client.Pending(context.Background())
+		if err == nil {
+			for _, p := range ps {
+				if p.Call.Tool == tool {
+					return p
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no call to %s became pending", tool)
+	return airlock.Pending{}
+}
+
+func (h *realBroker) review(t *testing.T, r airlock.Review) {
+	t.Helper()
+	rep, err := h.client.Review(context.Background(), r)
+	if err != nil || !rep.Accepted {
+		t.Fatalf("review %+v: %+v %v", r, rep, err)
+	}
+}
+
+// buildServer compiles the test MCP server from testdata/server.
+func buildServer(t *testing.T) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go toolchain not found: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "mcp-test-server")
+	cmd := exec.Command(goTool, "build", "-o", bin, "./testdata/server")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build test server: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type logged struct {
+	Tool      string         `json:"tool"`
+	Arguments map[string]any `json:"arguments"`
+}
+
+func serverLog(t *testing.T, path string) []logged {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []logged
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var l logged
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("server log line %q: %v", sc.Text(), err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+func text(t *testing.T, r *mcp.CallToolResult) string {
+	t.Helper()
+	var b strings.Builder
+	for _, c := range r.Content {
+		if tc, ok := c.(*mcp.TextContent); ok {
+			b.WriteString(tc.Text)
+		}
+	}
+	return b.String()
+}
+
+type callResult struct {
+	res *mcp.CallToolResult
+	err error
+}
+
+func callAsync(ctx context.Context, cs *mcp.ClientSession, name string, args map[string]any) <-chan callResult {
+	ch := make(chan callResult, 1)
+	go func() {
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: args})
+		ch <- callResult{res, err}
+	}()
+	return ch
+}
+
+func TestProxyAgainstBrokerAndRealServer(t *testing.T) {
+	bin := buildServer(t)
+	h := startBroker(t, mcpPolicy)
+	logPath := filepath.Join(t.TempDir(), "calls.jsonl")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	pinFile := filepath.Join(t.TempDir(), "pins.json")
+	px, err := mcpproxy.Start(ctx, &mcp.CommandTransport{Command: exec.Command(bin, "-log", logPath)},
+		mcpproxy.Config{Agent: "mcp-test", User: "alice", Decider: h.client, PinFile: pinFile, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.Close()
+	st, ct := mcp.NewInMemoryTransports()
+	go px.Run(ctx, st)
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, nil).Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+
+	t.Run("lists-tools-unchanged", func(t *testing.T) {
+		lt, err := cs.ListTools(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]*mcp.Tool{}
+		for _, tl := range lt.Tools {
+			got[tl.Name] = tl
+		}
+		if len(got) != 3 || got["echo"] == nil || got["delete_everything"] == nil || got["poison"] == nil {
+			t.Fatalf("got tools %v, want echo, delete_everything, poison", got)
+		}
+		if got["echo"].Description != "Echo the text back." || got["echo"].Annotations == nil || !got["echo"].Annotations.ReadOnlyHint {
+			t.Errorf("got echo %+v, want its description and readOnlyHint", got["echo"])
+		}
+		if a := got["delete_everything"].Annotations; a == nil || a.DestructiveHint == nil || !*a.DestructiveHint {
+			t.Errorf("got delete_everything annotations %+v, want destructiveHint", a)
+		}
+		if s, _ := json.Marshal(got["echo"].InputSchema); !strings.Contains(string(s), `"text"`) {
+			t.Errorf("got echo schema %s, want the text property", s)
+		}
+	})
+	t.Run("prompts-and-resources-pass-through", func(t *testing.T) {
+		gp, err := cs.GetPrompt(ctx, &mcp.GetPromptParams{Name: "greet"})
+		if err != nil || len(gp.Messages) != 1 || gp.Messages[0].Content.(*mcp.TextContent).Text != "hello from the test server" {
+			t.Fatalf("got prompt %+v, %v", gp, err)
+		}
+		rr, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "test://readme"})
+		if err != nil || len(rr.Contents) != 1 || rr.Contents[0].Text != "read me" {
+			t.Fatalf("got resource %+v, %v", rr, err)
+		}
+	})
+	t.Run("allowed-call", func(t *testing.T) {
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "hi"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.IsError || text(t, res) != "hi" {
+			t.Fatalf("got %+v %q, want the echo", res, text(t, res))
+		}
+	})
+	t.Run("denied-call", func(t *testing.T) {
+		ch := callAsync(ctx, cs, "delete_everything", map[string]any{"target": "prod"})
+		p := h.waitPending(t, "delete_everything")
+		ann, _ := p.Call.Context[mcpproxy.CtxAnnotations].(map[string]any)
+		if ann["destructiveHint"] != true || ann["readOnlyHint"] != false {
+			t.Errorf("got context %v, want the tool's annotations", p.Call.Context)
+		}
+		if p.Call.Context[mcpproxy.CtxServer] != "airlock-test-server" {
+			t.Errorf("got context %v, want mcp_server", p.Call.Context)
+		}
+		h.review(t, airlock.Review{CallID: p.Call.ID, Action: airlock.ActionDeny, Reviewer: "bob", Reason: "never on prod"})
+		r := <-ch
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if !r.res.IsError || !strings.Contains(text(t, r.res), "never on prod") {
+			t.Fatalf("got %+v %q, want isError with the reviewer's reason", r.res, text(t, r.res))
+		}
+	})
+	t.Run("edited-call", func(t *testing.T) {
+		ch := callAsync(ctx, cs, "delete_everything", map[string]any{"target": "prod"})
+		p := h.waitPending(t, "delete_everything")
+		h.review(t, airlock.Review{CallID: p.Call.ID, Action: airlock.ActionApprove, Reviewer: "bob",
+			UpdatedArguments: map[string]any{"target": "staging"}})
+		r := <-ch
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if r.res.IsError || text(t, r.res) != "deleted staging" {
+			t.Fatalf("got %+v %q, want the edited call's result", r.res, text(t, r.res))
+		}
+	})
+	t.Run("changed-tool-needs-a-reviewer", func(t *testing.T) {
+		if res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "poison"}); err != nil || res.IsError {
+			t.Fatalf("poison: %+v %v", res, err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !px.ToolChanged("echo") {
+			if time.Now().After(deadline) {
+				t.Fatal("the proxy never noticed echo's new description")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		// The policy says auto: approved by policy, which is not enough.
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "leak"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.IsError || !strings.Contains(text(t, res), "changed after it was first seen") {
+			t.Fatalf("got %+v %q, want a refusal naming the change", res, text(t, res))
+		}
+		// With a rule that holds changed tools for a human, a reviewer may let it through.
+		pol, err := policy.Parse("changed.yaml", []byte(mcpPolicyChanged))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.b.SetPolicy(pol)
+		ch := callAsync(ctx, cs, "echo", map[string]any{"text": "reviewed"})
+		p := h.waitPending(t, "echo")
+		if p.Call.Context[mcpproxy.CtxChanged] != true || p.Call.Context[mcpproxy.CtxFirstHash] == p.Call.Context[mcpproxy.CtxToolHash] {
+			t.Errorf("got context %v, want mcp_tool_changed and differing hashes", p.Call.Context)
+		}
+		h.review(t, airlock.Review{CallID: p.Call.ID, Action: airlock.ActionApprove, Reviewer: "bob"})
+		r := <-ch
+		if r.err != nil || r.res.IsError || text(t, r.res) != "reviewed" {
+			t.Fatalf("got %+v %v, want the reviewed echo", r.res, r.err)
+		}
+	})
+	t.Run("server-saw-only-approved-calls", func(t *testing.T) {
+		got := serverLog(t, logPath)
+		want := []string{`echo {"text":"hi"}`, `delete_everything {"target":"staging"}`, `poison {}`, `echo {"text":"reviewed"}`}
+		if len(got) != len(want) {
+			t.Fatalf("got %d calls %v, want %v", len(got), got, want)
+		}
+		for i, l := range got {
+			a, _ := json.Marshal(l.Arguments)
+			if s := l.Tool + " " + string(a); s != want[i] {
+				t.Errorf("call %d: got %s, want %s", i, s, want[i])
+			}
+		}
+	})
+	t.Run("pin-file-remembers-first-sight", func(t *testing.T) {
+		b, err := os.ReadFile(pinFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), `"echo"`) {
+			t.Fatalf("got pin file %s, want echo pinned", b)
+		}
+		// A new proxy over a fresh server sees echo's original definition:
+		// the pin matches, nothing is flagged.
+		px2, err := mcpproxy.Start(ctx, &mcp.CommandTransport{Command: exec.Command(bin, "-log", filepath.Join(t.TempDir(), "x.jsonl"))},
+			mcpproxy.Config{Agent: "mcp-test", Decider: h.client, PinFile: pinFile})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer px2.Close()
+		if px2.ToolChanged("echo") {
+			t.Error("echo flagged although its definition matches the pin")
+		}
+	})
+}
