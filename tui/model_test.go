@@ -2,10 +2,13 @@ package tui
 
 import (
 	"errors"
+	"image/color"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	tea "charm.land/bubbletea/v2"
 
 	"github.com/airlock/airlock"
 	"github.com/airlock/airlock/broker/policy"
@@ -625,5 +628,50 @@ func TestGraceRestartsWhenComingBackToTheQueue(t *testing.T) {
 	h.press("tab", "tab", "tab", "a") // back on the queue, a at once
 	if got := h.b.sent(); len(got) != 0 {
 		t.Fatalf("got %+v, want the key swallowed after coming back to the queue", got)
+	}
+}
+
+func TestDiffAgainstLastApproved(t *testing.T) {
+	h := newHarness(t, policy.Review{})
+	h.add(pending("a", "bot", "send_email", 10, map[string]any{"to": "ops@acme.com", "subject": "report", "body": "week 1"}))
+	h.wait(time.Second)
+	h.press("v")
+	if s := h.screen(); !strings.Contains(s, "no earlier approval") {
+		t.Errorf("diff view without a base:\n%s", s)
+	}
+	h.press("a")
+	h.send(Event{Kind: EventRemoved, CallID: "a"})
+	h.add(pending("b", "bot", "send_email", 10, map[string]any{"to": "ops@acme.com", "subject": "report", "body": "week 2", "bcc": "x@evil.example"}))
+	s := h.screen()
+	for _, want := range []string{"diff against the last send_email you approved for bot", `~ body: "week 1" → "week 2"`, "+ bcc: x@evil.example !"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("diff view lacks %q:\n%s", want, s)
+		}
+	}
+	h.press("v")
+	if s := h.screen(); !strings.Contains(s, "── arguments") {
+		t.Errorf("v did not go back to the full view:\n%s", s)
+	}
+}
+
+func TestPasteIntoDenyReason(t *testing.T) {
+	h := newHarness(t, policy.Review{})
+	h.add(pending("a", "bot", "read_file", 10, map[string]any{"path": "/tmp/a"}))
+	h.wait(time.Second)
+	h.press("d")
+	h.send(tea.PasteMsg{Content: "pasted reason"})
+	h.press("enter")
+	if got := h.b.sent(); len(got) != 1 || got[0].Reason != "pasted reason" {
+		t.Fatalf("got %+v, want the pasted reason", got)
+	}
+}
+
+func TestBackgroundColourSwitchesStyles(t *testing.T) {
+	m := New(&fakeBackend{}, Options{Reviewer: "alice"})
+	m.Update(tea.BackgroundColorMsg{Color: color.White})
+	light := m.styles.Title.GetForeground()
+	m.Update(tea.BackgroundColorMsg{Color: color.Black})
+	if dark := m.styles.Title.GetForeground(); dark == light {
+		t.Errorf("got the same title colour on light and dark backgrounds: %v", dark)
 	}
 }
