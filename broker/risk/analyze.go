@@ -177,8 +177,10 @@ func (a *analysis) oversized() {
 	switch {
 	case st.bytes > 1<<20:
 		a.f.add(FactorOversized, 1, fmt.Sprintf("arguments are %s (broker limit 1 MiB)", humanBytes(st.bytes)))
+	case st.bytes > 512<<10:
+		a.f.add(FactorOversized, 1, fmt.Sprintf("arguments are %s", humanBytes(st.bytes)))
 	case st.bytes > 256<<10:
-		a.f.add(FactorOversized, 0.8, fmt.Sprintf("arguments are %s", humanBytes(st.bytes)))
+		a.f.add(FactorOversized, 0.6, fmt.Sprintf("arguments are %s", humanBytes(st.bytes)))
 	case st.bytes > 64<<10:
 		a.f.add(FactorOversized, 0.3, fmt.Sprintf("arguments are %s", humanBytes(st.bytes)))
 	}
@@ -196,7 +198,7 @@ func (a *analysis) oversized() {
 	}
 	switch {
 	case st.maxArray > 10000:
-		a.f.add(FactorOversized, 0.8, fmt.Sprintf("an array of %d elements", st.maxArray))
+		a.f.add(FactorOversized, 1, fmt.Sprintf("an array of %d elements", st.maxArray))
 	case st.maxArray > 1000:
 		a.f.add(FactorOversized, 0.4, fmt.Sprintf("an array of %d elements", st.maxArray))
 	}
@@ -298,6 +300,8 @@ func (a *analysis) checkPath(p, via string, write bool) {
 		}
 	} else if configFile(p) {
 		a.classes["config_read"] = "read of " + clip(p, 60)
+	} else if dataFile(p) {
+		a.classes["sensitive_read"] = "read of data file " + clip(p, 60)
 	}
 	a.values = append(a.values, novel{"path", pathPrefix(p)})
 }
@@ -320,6 +324,19 @@ func configFile(p string) bool {
 		return strings.Contains(path.Base(lp), ".env")
 	}
 	return containsAny(lp, "config", "settings", "secret", "credential", "conf/", ".env", "application", "appsettings")
+}
+
+// dataFile reports whether a path looks like a data export or dump that may
+// hold personal records.
+func dataFile(p string) bool {
+	lp := strings.ToLower(p)
+	base := path.Base(lp)
+	switch path.Ext(base) {
+	case ".sql", ".dump", ".bak", ".db", ".sqlite", ".sqlite3", ".parquet", ".xlsx", ".csv", ".tsv", ".jsonl", ".ndjson":
+		return containsAny(base, "customer", "user", "client", "member", "patient", "employee", "payroll", "salar", "export", "dump", "backup", "pii", "contact", "account", "subscriber", "lead") ||
+			path.Ext(base) == ".sql" || path.Ext(base) == ".dump" || path.Ext(base) == ".bak" || path.Ext(base) == ".db" || path.Ext(base) == ".sqlite" || path.Ext(base) == ".sqlite3"
+	}
+	return false
 }
 
 func pathPrefix(p string) string {
@@ -414,7 +431,7 @@ func (a *analysis) secrets() {
 				h = x
 			}
 		}
-		header := strings.Contains(strings.ToLower(l.path), ".headers") || l.key == "authorization" || l.key == "cookie" || l.key == "x-api-key"
+		header := strings.Contains(strings.ToLower(l.path), ".headers") || l.key == "authorization" || l.key == "cookie" || l.key == "x-api-key" || urlKeys[l.key]
 		if header {
 			hosts := a.urlHosts()
 			switch {
@@ -425,12 +442,15 @@ func (a *analysis) secrets() {
 			case a.allInside(hosts):
 				a.f.add(FactorSecret, 0.3, h.kind+" in "+l.path+" sent to org host "+hosts[0])
 			default:
-				w := h.weight
-				d := h.kind + " in " + l.path + " sent to " + hosts[0]
+				// A vendor's key sent to another host is a leak; an unknown
+				// credential sent to an outside API may be that API's own.
+				w := h.weight * 0.5
+				d := h.kind + " in " + l.path + " sent to outside host " + hosts[0]
 				if h.vendor != "" {
-					d += " (not " + h.vendor + ")"
+					w = max(h.weight, 0.9)
+					d = h.kind + " in " + l.path + " sent to " + hosts[0] + " (not " + h.vendor + ")"
 				}
-				a.f.add(FactorSecret, max(w, 0.9), d)
+				a.f.add(FactorSecret, w, d)
 				a.classes["secret_egress"] = d
 			}
 			continue
@@ -482,6 +502,11 @@ func (a *analysis) egress() {
 	}
 	if method == "POST" || method == "PUT" || method == "PATCH" || containsAny(a.tool, "upload", "send", "post", "publish", "share") {
 		a.sendsData = true
+	}
+	for _, d := range a.dests {
+		if i := strings.IndexByte(d.value, '?'); d.kind == "url" && i >= 0 && len(d.value)-i > 100 {
+			a.sendsData = true // data in a long query string
+		}
 	}
 	var outside []dest
 	for _, d := range a.dests {

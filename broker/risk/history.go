@@ -181,7 +181,7 @@ func (s *Scorer) builtinChains(a *analysis, sh *sessionHist) {
 	_, secretOut := a.classes["secret_egress"]
 	if isEgress {
 		if d, ok := sh.earlier("sensitive_read"); ok {
-			w := 0.6
+			w := 0.3
 			if upload {
 				w = 1
 			}

@@ -27,6 +27,7 @@ var (
 	reAddress    = regexp.MustCompile(`\b(?:ai|assistant|agent|model|llm|chatbot|claude|gpt|copilot|bot)\s*[:,]\s*(?:when|if|please|you|ignore|forward|send|always|also|do)\b|\bwhen you (?:read|summari[sz]e|process|see|parse|handle) this\b|\bnote to (?:the )?(?:ai|assistant|agent|model|llm)\b`)
 	reHTMLCmt    = regexp.MustCompile(`(?s)<!--(.*?)-->`)
 	reCmtImper   = regexp.MustCompile(`\b(?:forward|send|email|upload|post|delete|remove|transfer|grant|ignore|disregard|execute|run|click|approve|call|invoke|export|copy|do not (?:mention|tell|reveal)|don't (?:mention|tell))\b`)
+	reURLorMail  = regexp.MustCompile(`[a-z][a-z0-9+.-]*://\S+|\S+@\S+|\b[a-z0-9-]+(?:\.[a-z0-9-]+)+\b`)
 	reMetaWords  = regexp.MustCompile(`\b(?:injection|injections|jailbreak|jailbreaks|example|examples|research|paper|papers|defen[cs]e|defen[cs]es|detect|detection|classifier|dataset|red[- ]team|attack|attacks|mitigat\w*|owasp|payloads?|benchmark|how to prevent|what is)\b`)
 )
 
@@ -49,7 +50,7 @@ func injectionCheck(s string) (float64, string) {
 		}
 	}
 	quoted := func(loc []int) bool { return insideQuotes(norm, loc[0], loc[1]) }
-	meta := reMetaWords.MatchString(norm)
+	meta := reMetaWords.MatchString(reURLorMail.ReplaceAllString(norm, " "))
 	discount := func(loc []int) float64 {
 		if quoted(loc) && meta {
 			return 0.15

@@ -191,6 +191,9 @@ func homeFile(lc string) (float64, string) {
 			return 1, "SSH private key"
 		}
 	}
+	if strings.HasSuffix(lc, "/.ssh") || lc == ".ssh" {
+		return 0.8, "SSH directory (private keys)"
+	}
 	for _, h := range homeRel {
 		if strings.HasSuffix(lc, "/"+h.rel) || lc == h.rel || strings.Contains(lc, "/"+h.rel+"/") || strings.HasPrefix(lc, h.rel+"/") {
 			return h.weight, h.what

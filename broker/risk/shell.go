@@ -17,6 +17,8 @@ type shellFacts struct {
 	pushes   []string          // git push REMOTE
 	network  string            // the first network command, if any
 	parsed   bool
+	fetched  []string // files written by curl -o / wget -O
+	executed []string // files run as programs or scripts
 }
 
 func (f *shellFacts) add(name string, w float64, d string) {
@@ -25,6 +27,7 @@ func (f *shellFacts) add(name string, w float64, d string) {
 
 // simple is one simple command after unwrapping sudo/env/nohup/…
 type simple struct {
+	prog   string // the program as written: "./a.sh", "/bin/rm"
 	name   string // base name: "rm", "bash"
 	args   []string
 	words  []*syntax.Word
@@ -96,7 +99,20 @@ func analyzeShell(cmd string, depth int) shellFacts {
 		}
 		return true
 	})
+	fetchedAndRun(&f)
 	return f
+}
+
+// fetchedAndRun flags a file downloaded and then executed in one command line.
+func fetchedAndRun(f *shellFacts) {
+	for _, x := range f.executed {
+		for _, d := range f.fetched {
+			if d != "" && d != "-" && (path.Clean(x) == path.Clean(d) || path.Base(x) == path.Base(d)) {
+				f.add(FactorShellDanger, 0.9, "runs "+x+", a file it just downloaded")
+				return
+			}
+		}
+	}
 }
 
 func flattenPipe(s *syntax.Stmt) []*syntax.Stmt {
@@ -162,7 +178,8 @@ func substs(w *syntax.Word) [][]*syntax.Stmt {
 
 func toSimple(ce *syntax.CallExpr, redirs []*syntax.Redirect) simple {
 	s := simple{raw: ce, redirs: redirs}
-	s.name = path.Base(wordStr(ce.Args[0]))
+	s.prog = wordStr(ce.Args[0])
+	s.name = path.Base(s.prog)
 	s.words = ce.Args[1:]
 	for _, w := range ce.Args[1:] {
 		s.args = append(s.args, wordStr(w))
@@ -210,6 +227,7 @@ func unwrap(s *simple) {
 		if i >= len(s.args) {
 			return
 		}
+		s.prog = s.args[i]
 		s.name = path.Base(s.args[i])
 		s.args = s.args[i+1:]
 		if len(s.words) > i {
@@ -365,6 +383,34 @@ func checkSimple(s *simple, f *shellFacts, depth int) {
 		sudo = "sudo "
 	}
 	nf := nonFlags(s.args)
+	if strings.Contains(s.prog, "/") {
+		f.executed = append(f.executed, s.prog)
+	} else if interpreters[s.name] && len(nf) > 0 && !hasFlag(s.args, 'c') {
+		f.executed = append(f.executed, nf[0])
+	}
+	if s.name == "curl" || s.name == "wget" {
+		for i, a := range s.args {
+			if (a == "-o" || a == "-O" || a == "--output" || a == "--output-document") && i+1 < len(s.args) {
+				f.fetched = append(f.fetched, s.args[i+1])
+			} else if strings.HasPrefix(a, "--output-document=") || strings.HasPrefix(a, "--output=") {
+				f.fetched = append(f.fetched, a[strings.IndexByte(a, '=')+1:])
+			}
+		}
+		if s.name == "wget" && !hasFlag(s.args, 'O', "--output-document") {
+			for _, a := range nf {
+				if strings.Contains(a, "://") {
+					f.fetched = append(f.fetched, path.Base(a))
+				}
+			}
+		}
+		if s.name == "curl" && hasFlag(s.args, 'O', "--remote-name") {
+			for _, a := range nf {
+				if strings.Contains(a, "://") {
+					f.fetched = append(f.fetched, path.Base(a))
+				}
+			}
+		}
+	}
 	// Path-like arguments feed the sensitive-path check.
 	for _, a := range nf {
 		if looksLikePath(a) {
@@ -591,6 +637,8 @@ func merge(dst, src *shellFacts) {
 		dst.remotes[k] = v
 	}
 	dst.pushes = append(dst.pushes, src.pushes...)
+	dst.fetched = append(dst.fetched, src.fetched...)
+	dst.executed = append(dst.executed, src.executed...)
 	if dst.network == "" {
 		dst.network = src.network
 	}
@@ -818,7 +866,7 @@ func checkPipeline(stmts []*syntax.Stmt, f *shellFacts, depth int) {
 				readFile = i
 			}
 		}
-		runs := interpreters[c.name] && !hasFlag(c.args, 'c') && len(nonFlags(c.args)) == 0 ||
+		runs := interpreters[c.name] && !hasFlag(c.args, 'c') && (len(nonFlags(c.args)) == 0 || hasFlag(c.args, 's') || strings.HasPrefix(nonFlags(c.args)[0], "/dev/stdin")) ||
 			(interpreters[c.name] && containsArg(c.args, "-")) || c.name == "source" || c.name == "." || c.name == "eval" ||
 			(c.name == "xargs" && len(c.args) > 0 && interpreters[path.Base(c.args[0])])
 		if runs {

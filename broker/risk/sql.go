@@ -212,6 +212,9 @@ func analyzeSQL(q string) sqlFacts {
 		if si > 0 && len(f.findings) > before {
 			for k := before; k < len(f.findings); k++ {
 				f.findings[k].detail = "stacked statement " + itoa(si+1) + ": " + f.findings[k].detail
+				if f.findings[k].weight >= 0.5 {
+					f.findings[k].weight = 1 // a destructive statement smuggled after another
+				}
 			}
 		}
 	}

@@ -82,7 +82,12 @@ func escSequence(s string) (float64, string, int) {
 		seq := "ESC[" + params + string(final)
 		switch final {
 		case 'm':
-			return 0.6, "colour escape " + seq + " restyles displayed text", j + 1
+			for _, p := range strings.Split(params, ";") {
+				if p == "8" {
+					return 1, "conceal escape " + seq + " hides text", j + 1
+				}
+			}
+			return 0.85, "colour escape " + seq + " restyles displayed text", j + 1
 		case 'J':
 			return 1, "erase-display escape " + seq + " clears the screen", j + 1
 		case 'K':
@@ -115,7 +120,7 @@ func escSequence(s string) (float64, string, int) {
 		case "8":
 			return 0.9, "OSC 8 hyperlink escape hides a link target", n
 		case "0", "1", "2":
-			return 0.8, "OSC " + code + " escape sets the terminal title", n
+			return 0.9, "OSC " + code + " escape sets the terminal title", n
 		}
 		return 1, "OSC " + clip(code, 8) + " escape sequence", n
 	case 'P':

@@ -235,6 +235,8 @@ func lookalikeDomain(o *orgInfo, host string) (float64, string) {
 			return 1, host + " looks like an " + o.name + " domain but is not" + scriptNote(host)
 		case len(o.name) >= 4 && editDistance1(skeleton(stem), skeleton(o.name)):
 			return 0.6, host + " is one letter away from " + o.name
+		case len(o.name) >= 4 && (strings.HasPrefix(stem, o.name+"-") || strings.HasSuffix(stem, "-"+o.name)):
+			return 0.6, host + " borrows the org's name " + o.name
 		}
 		return 0, ""
 	}
@@ -249,6 +251,9 @@ func lookalikeDomain(o *orgInfo, host string) (float64, string) {
 		}
 		stem := strings.SplitN(skel, ".", 2)[0]
 		regStem := strings.SplitN(skReg, ".", 2)[0]
+		if len(stem) >= 4 && regStem != stem && (strings.HasPrefix(regStem, stem+"-") || strings.HasSuffix(regStem, "-"+stem) || strings.Contains(regStem, "-"+stem+"-")) {
+			return 0.6, host + " borrows the org's name " + stem + " (" + d + " is the real domain)"
+		}
 		if len(stem) >= 4 && (editDistance1(skReg, skel) || (regStem != stem && editDistance1(regStem, stem) && len(regStem) >= 4)) {
 			return 0.6, host + " is one letter away from " + d
 		}
