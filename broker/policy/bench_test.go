@@ -55,3 +55,29 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEvaluateExample evaluates calls against examples/policy.yaml,
+// whose rules use regexes (matches), comprehensions and the helpers.
+func BenchmarkEvaluateExample(b *testing.B) {
+	p, err := Load("../../examples/policy.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		call airlock.ToolCall
+	}{
+		{"read_file-regex-rule", airlock.ToolCall{Agent: "research-assistant", Tool: "read_file", Arguments: map[string]any{"path": "reports/2024-q3-summary.md"}}},
+		{"execute_sql-regex-rules-scope", airlock.ToolCall{Agent: "data-analyst", Tool: "execute_sql", Arguments: map[string]any{"query": "SELECT plan, count(*) FROM analytics.subscriptions GROUP BY plan"}}},
+		{"http_request-hostOf-rules", airlock.ToolCall{Agent: "data-analyst", Tool: "http_request", Arguments: map[string]any{"method": "POST", "url": "https://api.acme.com/v1/reports"}}},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			call := c.call
+			for b.Loop() {
+				_ = p.Evaluate(&call)
+			}
+		})
+	}
+}

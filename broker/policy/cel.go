@@ -120,6 +120,7 @@ func compile(expr string) (*compiled, error) {
 		return nil, fmt.Errorf("must be a boolean expression, not %s", t)
 	}
 	prg, err := e.Program(ast,
+		cel.EvalOptions(cel.OptOptimize), // constant folding, regex literals compiled once
 		cel.CostLimit(EvalCostLimit),
 		cel.InterruptCheckFrequency(64),
 	)
