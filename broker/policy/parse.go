@@ -305,12 +305,7 @@ func (p *parser) rule(t *Tool, i int, n *yaml.Node, path string) *Rule {
 		good = false
 	} else {
 		r.When = s
-		prg, err := compile(s)
-		if err != nil {
-			p.errf(v, join(path, "when"), "%v", err)
-			good = false
-		}
-		r.prog = prg
+		r.prog, good = p.compile(v, join(path, "when"), s)
 	}
 	if v, ok := f["tier"]; ok {
 		if r.Tier, ok = p.tier(v, join(path, "tier")); !ok {
@@ -850,9 +845,8 @@ func (p *parser) risk(n *yaml.Node, rc *RiskConfig) {
 				if chainClassRe.MatchString(s) && s != "true" && s != "false" {
 					return s, &Cond{Class: s}
 				}
-				prg, err := compile(s)
-				if err != nil {
-					p.errf(v, join(cp, key), "%v", err)
+				prg, ok := p.compile(v, join(cp, key), s)
+				if !ok {
 					good = false
 					return s, nil
 				}

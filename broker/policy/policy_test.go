@@ -666,3 +666,29 @@ func TestLoadErrors(t *testing.T) {
 		t.Errorf("big file: got %v", err)
 	}
 }
+
+// Evaluate is called from many broker goroutines at once.
+func TestEvaluateConcurrent(t *testing.T) {
+	p := mustParse(t, testPolicy)
+	done := make(chan struct{})
+	for g := 0; g < 8; g++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < 200; i++ {
+				r := p.Evaluate(&airlock.ToolCall{Agent: "a", Tool: "read_file", Arguments: map[string]any{"path": "/etc/shadow"}})
+				if r.Tier != airlock.TierApprove || len(r.Factors) != 1 {
+					t.Errorf("got %+v", r)
+					return
+				}
+				r = p.Evaluate(&airlock.ToolCall{Agent: "a", Tool: "send_email", Arguments: map[string]any{"to": []any{"a@acme.com"}, "subject": "s"}})
+				if r.Tier != airlock.TierApprove || r.Denied {
+					t.Errorf("got %+v", r)
+					return
+				}
+			}
+		}()
+	}
+	for g := 0; g < 8; g++ {
+		<-done
+	}
+}

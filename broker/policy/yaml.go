@@ -27,6 +27,28 @@ type parser struct {
 	errs    ErrorList
 	warns   ErrorList
 	aliases int
+	exprs   int // CEL expressions compiled
+}
+
+// maxExprs bounds the CEL expressions of one file (each costs about 0.1 ms
+// to compile), so that no file can make a load take minutes.
+const maxExprs = 10000
+
+// compile compiles a rule or chain condition, counting it against maxExprs.
+func (p *parser) compile(n *yaml.Node, path, expr string) (*compiled, bool) {
+	p.exprs++
+	if p.exprs == maxExprs+1 {
+		p.errf(n, path, "more than %d rules and chain conditions in one file", maxExprs)
+	}
+	if p.exprs > maxExprs {
+		return nil, false
+	}
+	c, err := compile(expr)
+	if err != nil {
+		p.errf(n, path, "%v", err)
+		return nil, false
+	}
+	return c, true
 }
 
 type pair struct {
