@@ -292,6 +292,9 @@ func (m *Model) argLines(c *airlock.ToolCall, args map[string]any, width int, ex
 		}
 		out = append(out, m.jsonLines(rest, clip)...)
 	}
+	if len(args) == 0 {
+		out = append(out, st.Muted.Render("(no arguments)"))
+	}
 	return out
 }
 
@@ -301,6 +304,10 @@ func (m *Model) jsonLines(v any, clip func(string) (string, string)) []string {
 	var out []string
 	var walk func(prefix string, v any, indent string, last bool)
 	walk = func(prefix string, v any, indent string, last bool) {
+		if len(indent) > 2*maxDepth {
+			out = append(out, indent+prefix+st.Warn.Render("… nested deeper than the console shows"))
+			return
+		}
 		comma := ""
 		if !last {
 			comma = st.Punc.Render(",")
@@ -314,7 +321,11 @@ func (m *Model) jsonLines(v any, clip func(string) (string, string)) []string {
 			out = append(out, indent+prefix+st.Punc.Render("{"))
 			keys := sortedKeys(v)
 			for i, k := range keys {
-				p := st.Key.Render(strconv.Quote(sanitize.Line(k))) + st.Punc.Render(": ")
+				kk, more := sanitize.Truncate(k, 256)
+				p := st.Key.Render(`"`+sanitize.Line(jsonQuoter.Replace(kk))+`"`) + st.Punc.Render(": ")
+				if more > 0 {
+					p = st.Key.Render(`"`+sanitize.Line(jsonQuoter.Replace(kk))+`…"`) + st.Warn.Render(fmt.Sprintf(" (key: %d more bytes)", more)) + st.Punc.Render(": ")
+				}
 				walk(p, v[k], indent+"  ", i == len(keys)-1)
 			}
 			out = append(out, indent+st.Punc.Render("}")+comma)
@@ -349,6 +360,9 @@ func (m *Model) jsonLines(v any, clip func(string) (string, string)) []string {
 	walk("", v, "", true)
 	return out
 }
+
+// maxDepth bounds how deep the JSON view descends.
+const maxDepth = 32
 
 var jsonQuoter = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 

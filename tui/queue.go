@@ -57,6 +57,9 @@ func (r *row) inflight() bool {
 }
 
 func newItem(p airlock.Pending, version uint64, now time.Time) *item {
+	if p.ReceivedAt.IsZero() {
+		p.ReceivedAt = now
+	}
 	c := &p.Call
 	it := &item{
 		p:       p,

@@ -211,3 +211,35 @@ func TestImports(t *testing.T) {
 		}
 	}
 }
+
+func TestOddArguments(t *testing.T) {
+	var deep any = "bottom"
+	for range 100 {
+		deep = map[string]any{"k": deep}
+	}
+	tests := []struct {
+		name string
+		args map[string]any
+		want string
+	}{
+		{"no-arguments", nil, "(no arguments)"},
+		{"deep-nesting", map[string]any{"d": deep}, "nested deeper than the console shows"},
+		{"huge-key", map[string]any{strings.Repeat("k", 1000): 1}, "(key: 744 more bytes)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, policy.Review{})
+			h.m.SetSize(120, 200)
+			p := pending("a", "bot", "tool", 10, tt.args)
+			p.ReceivedAt = time.Time{}
+			h.add(p)
+			s := h.screen()
+			if !strings.Contains(s, tt.want) {
+				t.Errorf("screen lacks %q:\n%s", tt.want, s)
+			}
+			if !strings.Contains(s, "  0s ") {
+				t.Errorf("a call without received_at does not show age 0s:\n%s", s)
+			}
+		})
+	}
+}
