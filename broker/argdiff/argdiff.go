@@ -63,7 +63,7 @@ var sensitiveKeys = map[string]bool{
 	"amount": true, "currency": true, "account": true, "iban": true, "payee": true, "beneficiary": true, "wallet": true,
 	"path": true, "file": true, "file_path": true, "filename": true, "dest": true, "destination": true, "target": true, "remote": true,
 	"role": true, "user": true, "username": true, "member": true, "permission": true, "permissions": true, "method": true,
-	"table": true, "bucket": true, "email": true,
+	"table": true, "bucket": true, "email": true, "authorization": true, "cookie": true, "scope": true,
 }
 
 // Diff returns the changes that turn base into next, in path order (object
