@@ -9,6 +9,7 @@ package airlock
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -221,6 +222,8 @@ type Review struct {
 	Nonce     string    `json:"nonce,omitempty"`
 	Signature string    `json:"signature,omitempty"`
 	PublicKey string    `json:"public_key,omitempty"`
+	// Grant, on an approval, also grants similar calls for a while.
+	Grant *GrantRequest `json:"grant,omitempty"`
 }
 
 // ReviewReply is the broker's answer to a Review.
@@ -234,6 +237,11 @@ type ReviewReply struct {
 	Canary bool `json:"canary,omitempty"`
 	// Waiting is set when the approval was recorded but more are needed.
 	Waiting bool `json:"waiting,omitempty"`
+	// Grant is the grant created with the approval, when one was asked for.
+	Grant *Grant `json:"grant,omitempty"`
+	// Note is a message for the reviewer that is not an error (e.g. why a
+	// requested grant was not created, or what an attention check was).
+	Note string `json:"note,omitempty"`
 }
 
 // CanonicalJSON returns the canonical encoding of v used for hashing:
@@ -245,3 +253,55 @@ func CanonicalJSON(v any) ([]byte, error) {
 // RawJSON is a convenience alias so packages need not import encoding/json
 // only to carry undecoded payloads.
 type RawJSON = json.RawMessage
+
+// GrantRequest asks, with an approval, for a grant covering similar calls.
+type GrantRequest struct {
+	// For is how long the grant lasts (e.g. "15m").
+	For string `json:"for"`
+	// When is the CEL constraint; empty: the broker derives one from the call.
+	When string `json:"when,omitempty"`
+	// MaxUses caps how many calls the grant approves (0: no cap).
+	MaxUses int `json:"max_uses,omitempty"`
+}
+
+// Grant is a scoped, expiring permission: later calls by Agent to Tool that
+// satisfy When are approved as grant:<ID> without waiting for a human.
+type Grant struct {
+	ID        string    `json:"id"`
+	Agent     string    `json:"agent"`
+	Tool      string    `json:"tool"`
+	When      string    `json:"when"`
+	MaxRisk   int       `json:"max_risk"`
+	MaxUses   int       `json:"max_uses,omitempty"`
+	Uses      int       `json:"uses"`
+	CreatedBy string    `json:"created_by"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	FromCall  string    `json:"from_call,omitempty"`
+	RevokedBy string    `json:"revoked_by,omitempty"`
+}
+
+// Describe is a one-line account of what the grant covers.
+func (g *Grant) Describe() string {
+	s := g.Agent + " may call " + g.Tool + " where " + g.When + " until " + g.ExpiresAt.UTC().Format(time.RFC3339)
+	if g.MaxUses > 0 {
+		s += " (" + strconv.Itoa(g.Uses) + "/" + strconv.Itoa(g.MaxUses) + " uses)"
+	}
+	return s
+}
+
+// GrantRecord is the payload of a "grant" event.
+type GrantRecord struct {
+	Op    string `json:"op"` // created, revoked, expired, exhausted
+	Grant Grant  `json:"grant"`
+	By    string `json:"by,omitempty"`
+}
+
+// CanaryRecord is the payload of a "canary" event: an attention check was
+// caught (denied), missed (approved) or expired unanswered.
+type CanaryRecord struct {
+	CallID   string   `json:"call_id"`
+	Reviewer string   `json:"reviewer,omitempty"`
+	Outcome  string   `json:"outcome"` // caught, missed, expired
+	Call     ToolCall `json:"call"`
+}

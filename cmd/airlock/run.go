@@ -142,3 +142,24 @@ func natsURLDefault() string {
 	}
 	return "nats://127.0.0.1:4222"
 }
+
+// parseInterspersed parses flags that may come before, between or after
+// positional arguments (`airlock review approve ID --reviewer bob`) and
+// returns the positionals.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := parseFlags(fs, args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}

@@ -1,0 +1,41 @@
+# airlock: `make test` is the one test command (README, CI).
+GO      ?= go
+TAGS    ?= sqlite_fts5
+# Packages with goroutines run under the race detector.
+RACE_PKGS = ./broker/... ./audit/... ./tui/... ./internal/... ./cmd/...
+
+.PHONY: test vet fmt unit race build bench checks fuzz
+
+test: vet fmt race unit
+
+build:
+	$(GO) build -tags $(TAGS) -o airlock ./cmd/airlock
+
+vet:
+	$(GO) vet -tags $(TAGS) ./...
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# The race detector over the concurrent packages.
+race:
+	$(GO) test -tags $(TAGS) -race -count=1 -timeout 8m $(RACE_PKGS)
+
+# Everything else (the sandbox's escape suite, the policy and risk engines, the root package).
+unit:
+	$(GO) test -tags $(TAGS) -count=1 -timeout 8m $$($(GO) list ./... | grep -v -e /broker -e /audit -e /tui -e /internal -e /cmd)
+
+bench:
+	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem ./...
+
+# The shared contract checks, driving the built binary as users do.
+checks:
+	../shared/checks/run
+
+# A short fuzzing pass over every fuzz target (seeds live in testdata/fuzz).
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    $(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$$f$$" -fuzztime 20s $$pkg || exit 1; \
+	  done; \
+	done

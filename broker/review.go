@@ -1,0 +1,362 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/airlock/airlock"
+	"github.com/airlock/airlock/broker/policy"
+)
+
+func (b *Broker) handleReview(req micro.Request) {
+	id := lastToken(req.Subject())
+	body := append([]byte(nil), req.Data()...)
+	b.spawn(func() {
+		var r airlock.Review
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if len(body) > b.maxBytes() {
+			respondJSON(req, airlock.ReviewReply{Error: "review is larger than the largest call accepted"})
+			return
+		}
+		if err := dec.Decode(&r); err != nil {
+			respondJSON(req, airlock.ReviewReply{Error: "malformed review: " + describeJSONError(err)})
+			return
+		}
+		if r.CallID == "" {
+			r.CallID = id
+		}
+		if r.CallID != id {
+			respondJSON(req, airlock.ReviewReply{Error: fmt.Sprintf("review names call %q but was sent for %q", clip(r.CallID), clip(id))})
+			return
+		}
+		respondJSON(req, b.Review(b.ctx, r))
+	})
+}
+
+func (b *Broker) maxBytes() int {
+	if b.cfg.MaxBytes > 0 {
+		return b.cfg.MaxBytes
+	}
+	return DefaultMaxBytes
+}
+
+// Review applies a reviewer's verdict to a pending call. The first verdict
+// wins; later ones are told who decided.
+func (b *Broker) Review(ctx context.Context, r airlock.Review) airlock.ReviewReply {
+	refuse := func(msg string) airlock.ReviewReply {
+		b.auditReview(ctx, r, false, msg)
+		return airlock.ReviewReply{Error: msg}
+	}
+	if !idPattern.MatchString(r.CallID) {
+		return airlock.ReviewReply{Error: "review: bad call id"}
+	}
+	if r.Action != airlock.ActionApprove && r.Action != airlock.ActionDeny {
+		return refuse(fmt.Sprintf("review: action must be approve or deny, not %q", clip(string(r.Action))))
+	}
+	if !namePattern.MatchString(r.Reviewer) {
+		return refuse("review: a reviewer name is required (letters, digits, _ . : @ + -)")
+	}
+	rec, rev, found, err := b.st.get(ctx, r.CallID)
+	if err != nil {
+		return airlock.ReviewReply{Error: "review: " + err.Error()}
+	}
+	if !found {
+		return airlock.ReviewReply{Error: "review: no call " + r.CallID}
+	}
+	switch rec.State {
+	case stateDecided, stateExecuting:
+		by := ""
+		if rec.Decision != nil {
+			by = rec.Decision.DecidedBy
+		}
+		return airlock.ReviewReply{Error: "already decided by " + by, DecidedBy: by, Decision: rec.Decision}
+	case stateDeciding:
+		return airlock.ReviewReply{Error: "already being decided by " + rec.ClaimedBy, DecidedBy: rec.ClaimedBy}
+	case statePending:
+	default:
+		return airlock.ReviewReply{Error: "review: call " + r.CallID + " is not waiting for a reviewer"}
+	}
+	p, err := b.st.getPending(ctx, r.CallID)
+	if err != nil {
+		return airlock.ReviewReply{Error: "review: pending record: " + err.Error()}
+	}
+	call := rec.Call
+	// The requester can never approve its own call.
+	if r.Action == airlock.ActionApprove && (strings.EqualFold(r.Reviewer, call.User) || strings.EqualFold(r.Reviewer, call.Agent)) {
+		return refuse(fmt.Sprintf("review: %s requested this call and cannot approve it", r.Reviewer))
+	}
+	edited := r.Action == airlock.ActionApprove && r.UpdatedArguments != nil
+	if r.ArgsHash != "" {
+		want := p.ArgsHash
+		if edited {
+			want = airlock.ArgsHash(r.UpdatedArguments)
+		}
+		if r.ArgsHash != want {
+			return refuse("review: the verdict is for different arguments than the call holds (args hash mismatch)")
+		}
+	}
+	pol := b.pol.Load()
+	tool := pol.Tool(call.Tool)
+	d := airlock.Decision{CallID: call.ID, Tier: p.Tier, Risk: p.Risk, DecidedBy: "reviewer:" + r.Reviewer}
+	drec := airlock.DecisionRecord{Rule: p.Rule, PolicyVersion: p.PolicyVersion, Review: &r,
+		WaitedMS: b.now().Sub(p.ReceivedAt).Milliseconds()}
+	if edited {
+		// The edited call is validated, evaluated and scored afresh.
+		ec := call
+		ec.Arguments = r.UpdatedArguments
+		raw, err := json.Marshal(ec)
+		if err != nil {
+			return refuse("review: edited arguments do not encode: " + err.Error())
+		}
+		if _, err := DecodeCall(raw, call.Agent, b.cfg.MaxBytes, b.cfg.MaxDepth); err != nil {
+			return refuse("review: edited arguments are invalid: " + err.Error())
+		}
+		er := pol.Evaluate(&ec)
+		if er.Denied || er.Tier == airlock.TierDeny {
+			return refuse("review: the edited call is denied by policy: " + er.Reason)
+		}
+		d.Risk = b.score(&ec, er.Factors)
+		d.UpdatedArguments = r.UpdatedArguments
+		drec.Edited = true
+		tool = er.Tool
+	}
+	// Two-person rule: a second, different reviewer must approve too.
+	if r.Action == airlock.ActionApprove && b.needsTwo(pol, tool, d.Risk.Score) {
+		for _, a := range rec.Approvals {
+			if strings.EqualFold(a, r.Reviewer) {
+				return refuse("review: " + r.Reviewer + " already approved; a second, different reviewer must approve")
+			}
+		}
+		if len(rec.Approvals) == 0 {
+			rec.Approvals = append(rec.Approvals, r.Reviewer)
+			rec.UpdatedAt = b.now()
+			if _, err := b.st.update(ctx, call.ID, rec, rev); err != nil {
+				return airlock.ReviewReply{Error: "review: " + err.Error()}
+			}
+			p.Approvals = rec.Approvals
+			_ = b.st.putPending(ctx, p)
+			b.auditReview(ctx, r, true, "first of two approvals")
+			return airlock.ReviewReply{Accepted: true, Waiting: true}
+		}
+		drec.Review.Reason = strings.TrimSpace(drec.Review.Reason + " (second approval after " + strings.Join(rec.Approvals, ", ") + ")")
+	}
+	// Claim the call: the first claim wins.
+	rec.State = stateDeciding
+	rec.ClaimedBy = "reviewer:" + r.Reviewer
+	rec.ClaimedAt = b.now()
+	rec.UpdatedAt = b.now()
+	crev, err := b.st.update(ctx, call.ID, rec, rev)
+	if errors.Is(err, errLostRace) {
+		cur, _, _, _ := b.st.get(ctx, call.ID)
+		by := cur.ClaimedBy
+		if cur.Decision != nil {
+			by = cur.Decision.DecidedBy
+		}
+		return airlock.ReviewReply{Error: "already decided by " + by, DecidedBy: by}
+	}
+	if err != nil {
+		return airlock.ReviewReply{Error: "review: " + err.Error()}
+	}
+	if r.Action == airlock.ActionApprove {
+		d.Verdict = airlock.VerdictApproved
+		d.Reason = r.Reason
+		if d.Reason == "" {
+			d.Reason = "approved by " + r.Reviewer
+		}
+	} else {
+		d.Verdict = airlock.VerdictDenied
+		d.Reason = r.Reason
+		if d.Reason == "" {
+			d.Reason = "denied by " + r.Reviewer
+		}
+	}
+	if p.Canary {
+		return b.finishCanary(ctx, call, crev, r, p)
+	}
+	// The agent receives the arguments that were approved.
+	effective := call
+	if edited {
+		effective.Arguments = r.UpdatedArguments
+	}
+	out, ok := b.decideClaimed(ctx, &call, &effective, crev, d, drec, tool)
+	if !ok {
+		return airlock.ReviewReply{Error: "audit unavailable: nothing was decided; try again"}
+	}
+	rep := airlock.ReviewReply{Accepted: true, Decision: &out}
+	if r.Action == airlock.ActionApprove && r.Grant != nil {
+		if g, err := b.createGrant(ctx, &effective, r.Reviewer, r.Grant, d.Risk.Score); err != nil {
+			rep.Note = "approved, but no grant: " + err.Error()
+		} else {
+			rep.Grant = g
+			rep.Note = "grant " + g.ID + ": " + g.Describe()
+		}
+	}
+	return rep
+}
+
+// decideClaimed finishes a call this broker claimed: audit (fail closed),
+// record, leave the queue, run the sandbox, publish. ok is false when the
+// decision could not be audited (the claim is then given back).
+func (b *Broker) decideClaimed(ctx context.Context, call, effective *airlock.ToolCall, rev uint64, d airlock.Decision, drec airlock.DecisionRecord, tool *policy.Tool) (airlock.Decision, bool) {
+	d.DecidedAt = b.now().UTC()
+	drec.Call = *call
+	drec.Decision = d
+	receipt, err := b.cfg.Audit.Append(ctx, airlock.Event{Kind: airlock.EventDecision, CallID: call.ID, TS: d.DecidedAt, Payload: drec})
+	if err != nil {
+		b.log.Error("audit decision", "call", call.ID, "err", err)
+		// Give the claim back so that the call can still be decided.
+		rec, crev, found, gerr := b.st.get(ctx, call.ID)
+		if gerr == nil && found && rec.State == stateDeciding {
+			rec.State = statePending
+			rec.ClaimedBy = ""
+			rec.UpdatedAt = b.now()
+			_, _ = b.st.update(ctx, call.ID, rec, crev)
+		}
+		return d, false
+	}
+	d.AuditSeq = receipt.Seq
+	runs := d.Verdict == airlock.VerdictApproved && tool != nil && tool.Sandbox != nil
+	state := stateDecided
+	if runs {
+		state = stateExecuting
+	}
+	cr := callRecord{State: state, Fingerprint: fingerprint(call), Call: *call, Decision: &d, ClaimedBy: b.cfg.Name, ClaimedAt: b.now(), UpdatedAt: b.now()}
+	nrev, err := b.st.update(ctx, call.ID, cr, rev)
+	if err != nil {
+		b.log.Error("record decision", "call", call.ID, "err", err)
+		runs = false
+	}
+	if err := b.st.deletePending(ctx, call.ID); err != nil {
+		b.log.Warn("leave queue", "call", call.ID, "err", err)
+	}
+	b.afterDecision(call, d)
+	if runs {
+		b.spawn(func() {
+			out := b.execute(b.ctx, effective, nrev, d, tool)
+			b.publishDecision(call, out)
+		})
+		return d, true
+	}
+	b.publishDecision(call, d)
+	return d, true
+}
+
+func (b *Broker) needsTwo(p *policy.Policy, tool *policy.Tool, score int) bool {
+	if tool != nil && tool.TwoPerson {
+		return true
+	}
+	return p.Review.TwoPersonRisk > 0 && score >= p.Review.TwoPersonRisk
+}
+
+func (b *Broker) auditReview(ctx context.Context, r airlock.Review, accepted bool, msg string) {
+	rr := airlock.ReviewRecord{Review: r, Accepted: accepted}
+	if !accepted {
+		rr.Error = msg
+	}
+	if _, err := b.cfg.Audit.Append(ctx, airlock.Event{Kind: airlock.EventReview, CallID: r.CallID, TS: b.now().UTC(), Payload: rr}); err != nil {
+		b.log.Error("audit review", "call", r.CallID, "err", err)
+	}
+}
+
+// expireLoop expires calls nobody decided within their pending TTL.
+func (b *Broker) expireLoop() {
+	defer b.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+			b.expireDue(b.ctx)
+			b.expireGrants(b.ctx)
+		}
+	}
+}
+
+func (b *Broker) expireDue(ctx context.Context) {
+	ps, err := b.st.listPending(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			b.log.Warn("list pending", "err", err)
+		}
+		return
+	}
+	now := b.now()
+	for _, p := range ps {
+		if now.Before(p.ExpiresAt) {
+			continue
+		}
+		rec, rev, found, err := b.st.get(ctx, p.Call.ID)
+		if err != nil || !found || rec.State != statePending {
+			if err == nil && (!found || rec.State == stateDecided) {
+				_ = b.st.deletePending(ctx, p.Call.ID)
+			}
+			continue
+		}
+		rec.State = stateDeciding
+		rec.ClaimedBy = "expiry:" + b.cfg.Name
+		rec.UpdatedAt = now
+		crev, err := b.st.update(ctx, p.Call.ID, rec, rev)
+		if err != nil {
+			continue // someone decided it meanwhile
+		}
+		ttl := p.ExpiresAt.Sub(p.ReceivedAt).Round(time.Second)
+		d := airlock.Decision{CallID: p.Call.ID, Verdict: airlock.VerdictExpired, DecidedBy: "policy", Tier: p.Tier, Risk: p.Risk,
+			Reason: fmt.Sprintf("no reviewer decided within %s (pending_ttl); expired calls are never run", ttl)}
+		drec := airlock.DecisionRecord{Rule: p.Rule, PolicyVersion: p.PolicyVersion, WaitedMS: now.Sub(p.ReceivedAt).Milliseconds()}
+		call := p.Call
+		if p.Canary {
+			b.expireCanary(ctx, &call, crev, p)
+			continue
+		}
+		if _, ok := b.decideClaimed(ctx, &call, &call, crev, d, drec, nil); !ok {
+			b.log.Error("expire: audit unavailable", "call", call.ID)
+		}
+	}
+}
+
+// recover finishes what a previous broker left half-done: sandbox runs that
+// were under way are recorded as interrupted (never re-run), and calls stuck
+// in "deciding" go back to the queue.
+func (b *Broker) recover(ctx context.Context) error {
+	lister, err := b.st.calls.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("broker: recover: %w", err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	_ = lister.Stop()
+	for _, id := range keys {
+		rec, rev, found, err := b.st.get(ctx, id)
+		if err != nil || !found {
+			continue
+		}
+		switch rec.State {
+		case stateExecuting:
+			if b.now().Sub(rec.ClaimedAt) < evaluatingTimeout && rec.ClaimedBy != b.cfg.Name {
+				continue // another live broker may be running it
+			}
+			b.interrupt(ctx, id, rec, rev)
+		case stateDeciding:
+			if b.now().Sub(rec.UpdatedAt) < evaluatingTimeout && !strings.HasSuffix(rec.ClaimedBy, b.cfg.Name) {
+				continue
+			}
+			rec.State = statePending
+			rec.ClaimedBy = ""
+			rec.UpdatedAt = b.now()
+			_, _ = b.st.update(ctx, id, rec, rev)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,215 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/airlock/airlock"
+)
+
+// Bucket names. Everything several brokers must share lives in JetStream.
+const (
+	BucketCalls   = "airlock_calls"   // call id → callRecord (idempotency, state, decision)
+	BucketPending = "airlock_pending" // call id → airlock.Pending, the reviewers' queue
+	BucketGrants  = "airlock_grants"  // grant id → grant
+	BucketState   = "airlock_state"   // checkpoints, nonces and other small shared state
+)
+
+// Call states.
+const (
+	statePending   = "pending"   // waiting for a reviewer
+	stateDeciding  = "deciding"  // a broker claimed it and is writing the decision
+	stateExecuting = "executing" // approved; the sandbox run began
+	stateDecided   = "decided"   // final
+)
+
+// callRecord is what the calls bucket holds for one call id.
+type callRecord struct {
+	State       string            `json:"state"`
+	Fingerprint string            `json:"fingerprint"`
+	Call        airlock.ToolCall  `json:"call"`
+	Decision    *airlock.Decision `json:"decision,omitempty"`
+	// ClaimedBy names who holds a deciding/executing claim.
+	ClaimedBy string    `json:"claimed_by,omitempty"`
+	ClaimedAt time.Time `json:"claimed_at,omitempty"`
+	// Reviewers who approved so far (two-person rule).
+	Approvals []string  `json:"approvals,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// store wraps the JetStream KV buckets.
+type store struct {
+	calls   jetstream.KeyValue
+	pending jetstream.KeyValue
+	grants  jetstream.KeyValue
+	state   jetstream.KeyValue
+}
+
+// openStore creates or binds the buckets with the given replica count.
+func openStore(ctx context.Context, js jetstream.JetStream, replicas int) (*store, error) {
+	if replicas <= 0 {
+		replicas = 1
+	}
+	mk := func(name, desc string, history uint8) (jetstream.KeyValue, error) {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      name,
+			Description: desc,
+			History:     history,
+			Storage:     jetstream.FileStorage,
+			Replicas:    replicas,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("broker: key-value bucket %s: %w", name, err)
+		}
+		return kv, nil
+	}
+	var s store
+	var err error
+	if s.calls, err = mk(BucketCalls, "airlock call records: idempotency, state, decisions", 1); err != nil {
+		return nil, err
+	}
+	if s.pending, err = mk(BucketPending, "airlock calls waiting for a reviewer", 1); err != nil {
+		return nil, err
+	}
+	if s.grants, err = mk(BucketGrants, "airlock scoped, expiring grants", 1); err != nil {
+		return nil, err
+	}
+	if s.state, err = mk(BucketState, "airlock shared state", 1); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// get returns the record and its revision; found is false when absent.
+func (s *store) get(ctx context.Context, id string) (rec callRecord, rev uint64, found bool, err error) {
+	e, err := s.calls.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return rec, 0, false, nil
+	}
+	if err != nil {
+		return rec, 0, false, fmt.Errorf("broker: read call %s: %w", id, err)
+	}
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return rec, 0, false, fmt.Errorf("broker: call record %s is corrupt: %w", id, err)
+	}
+	return rec, e.Revision(), true, nil
+}
+
+// create stores a new record; created is false when the id already exists.
+func (s *store) create(ctx context.Context, id string, rec callRecord) (rev uint64, created bool, err error) {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return 0, false, err
+	}
+	rev, err = s.calls.Create(ctx, id, b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("broker: record call %s: %w", id, err)
+	}
+	return rev, true, nil
+}
+
+// errLostRace is a compare-and-set that another writer won.
+var errLostRace = errors.New("broker: another broker or reviewer changed the call first")
+
+// update writes rec if the record is still at rev.
+func (s *store) update(ctx context.Context, id string, rec callRecord, rev uint64) (uint64, error) {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return 0, err
+	}
+	nrev, err := s.calls.Update(ctx, id, b, rev)
+	if isRevisionMismatch(err) {
+		return 0, errLostRace
+	}
+	if err != nil {
+		return 0, fmt.Errorf("broker: update call %s: %w", id, err)
+	}
+	return nrev, nil
+}
+
+// remove forgets a record (used when a decision could not be audited, so
+// that a retry is evaluated afresh).
+func (s *store) remove(ctx context.Context, id string, rev uint64) error {
+	err := s.calls.Purge(ctx, id, jetstream.LastRevision(rev))
+	if isRevisionMismatch(err) {
+		return errLostRace
+	}
+	return err
+}
+
+// isRevisionMismatch recognises a lost compare-and-set: nats.go reports it as
+// ErrKeyRevisionMismatch; a replicated bucket answers with API error code
+// 10164 (and older servers with 10071, wrong last sequence).
+func isRevisionMismatch(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == 10164 || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+	}
+	return false
+}
+
+func (s *store) putPending(ctx context.Context, p *airlock.Pending) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	if _, err := s.pending.Put(ctx, p.Call.ID, b); err != nil {
+		return fmt.Errorf("broker: queue call %s for review: %w", p.Call.ID, err)
+	}
+	return nil
+}
+
+func (s *store) getPending(ctx context.Context, id string) (*airlock.Pending, error) {
+	e, err := s.pending.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var p airlock.Pending
+	if err := json.Unmarshal(e.Value(), &p); err != nil {
+		return nil, fmt.Errorf("broker: pending record %s is corrupt: %w", id, err)
+	}
+	return &p, nil
+}
+
+func (s *store) deletePending(ctx context.Context, id string) error {
+	err := s.pending.Delete(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	return err
+}
+
+// listPending returns every pending call.
+func (s *store) listPending(ctx context.Context) ([]*airlock.Pending, error) {
+	lister, err := s.pending.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer lister.Stop()
+	var out []*airlock.Pending
+	for key := range lister.Keys() {
+		p, err := s.getPending(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}

@@ -1,0 +1,452 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/airlock/airlock"
+	"github.com/airlock/airlock/broker/policy"
+)
+
+// Reasons a broker gives when it fails closed.
+const (
+	ReasonAuditUnavailable  = "audit_unavailable"
+	ReasonStateUnavailable  = "state_unavailable"
+	ReasonLimitsUnavailable = "ratelimit_unavailable"
+)
+
+// evaluatingTimeout is how long a call may sit in "evaluating" before another
+// broker assumes its evaluator died and takes it over.
+const evaluatingTimeout = 30 * time.Second
+
+const stateEvaluating = "evaluating"
+
+func (b *Broker) handleSubmit(req micro.Request) {
+	agent := lastToken(req.Subject())
+	body := append([]byte(nil), req.Data()...)
+	b.spawn(func() {
+		d, ok := b.Submit(b.ctx, agent, body)
+		if !ok {
+			return // shutting down: no answer; the agent retries with the same id
+		}
+		respondJSON(req, d)
+	})
+}
+
+// Submit decides one call from its raw body as it arrived on
+// airlock.submit.<agent>. ok is false when the broker is shutting down
+// before the call was decided.
+func (b *Broker) Submit(ctx context.Context, agent string, body []byte) (airlock.Decision, bool) {
+	call, err := DecodeCall(body, agent, b.cfg.MaxBytes, b.cfg.MaxDepth)
+	if err != nil {
+		return b.reject(ctx, agent, body, err), true
+	}
+	if call.ID == "" {
+		call.ID = newID()
+	}
+	fp := fingerprint(call)
+	for attempt := 0; attempt < 8; attempt++ {
+		rec, rev, found, err := b.st.get(ctx, call.ID)
+		if err != nil {
+			return b.failClosed(call, ReasonStateUnavailable, err), true
+		}
+		if found {
+			if rec.Fingerprint != fp {
+				return b.conflict(ctx, call), true
+			}
+			switch rec.State {
+			case stateDecided:
+				return *rec.Decision, true
+			case stateEvaluating:
+				if b.now().Sub(rec.UpdatedAt) > evaluatingTimeout {
+					rec.UpdatedAt = b.now()
+					rec.ClaimedBy = b.cfg.Name
+					nrev, err := b.st.update(ctx, call.ID, rec, rev)
+					if err == nil {
+						return b.evaluate(ctx, call, nrev)
+					}
+					continue
+				}
+			}
+			return b.wait(ctx, call.ID)
+		}
+		rev, created, err := b.st.create(ctx, call.ID, callRecord{
+			State: stateEvaluating, Fingerprint: fp, Call: *call, ClaimedBy: b.cfg.Name, UpdatedAt: b.now(),
+		})
+		if err != nil {
+			return b.failClosed(call, ReasonStateUnavailable, err), true
+		}
+		if created {
+			return b.evaluate(ctx, call, rev)
+		}
+	}
+	return b.failClosed(call, ReasonStateUnavailable, errors.New("too much contention on the call id")), true
+}
+
+// evaluate runs limits, policy and risk on a call this broker owns (the
+// record is "evaluating" at rev) and routes it.
+func (b *Broker) evaluate(ctx context.Context, call *airlock.ToolCall, rev uint64) (airlock.Decision, bool) {
+	pol := b.pol.Load()
+	d := airlock.Decision{CallID: call.ID}
+	rec := airlock.DecisionRecord{Call: *call, PolicyVersion: pol.Digest}
+
+	// Rate limits first: a refused call costs nothing further.
+	var pressure *airlock.Factor
+	if lim := b.cfg.Limiter; lim != nil {
+		resv, refused, err := lim.Reserve(ctx, call)
+		if err != nil {
+			return b.finishUnrecorded(ctx, call, rev, b.failClosed(call, ReasonLimitsUnavailable, err))
+		}
+		if refused != nil {
+			d.Verdict = airlock.VerdictRateLimited
+			d.DecidedBy = "ratelimit"
+			d.RateLimit = refused
+			d.Reason = rateLimitReason(refused)
+			d.Risk = airlock.Risk{Score: 0, Band: airlock.BandLow, Factors: []airlock.Factor{}}
+			return b.finalize(ctx, call, rev, d, rec, nil), true
+		}
+		b.res.Store(call.ID, resv)
+		pressure = lim.Pressure(call)
+	}
+
+	pr := pol.Evaluate(call)
+	d.Tier = pr.Tier
+	rec.Rule = pr.Rule
+	extra := append([]airlock.Factor(nil), pr.Factors...)
+	if pressure != nil {
+		extra = append(extra, *pressure)
+	}
+	d.Risk = b.score(call, extra)
+
+	switch {
+	case pr.Denied || pr.Tier == airlock.TierDeny:
+		d.Verdict = airlock.VerdictDenied
+		d.DecidedBy = "policy"
+		d.Tier = airlock.TierDeny
+		d.Reason = pr.Reason
+		b.cancelReservation(ctx, call.ID)
+		return b.finalize(ctx, call, rev, d, rec, pr.Tool), true
+	}
+
+	tier := pr.Tier
+	reason := pr.Reason
+	// A high risk score holds any call for a human, whatever the tier says:
+	// a tool may be routine, its arguments need not be.
+	if high := bandHigh(pol); d.Risk.Score >= high && tier.Rank() < airlock.TierApprove.Rank() {
+		reason = fmt.Sprintf("risk %d (%s) holds this %s-tier call for review", d.Risk.Score, d.Risk.Band, tier)
+		tier = airlock.TierApprove
+	}
+	d.Tier = tier
+
+	if tier == airlock.TierApprove {
+		if g, ok := b.matchGrant(ctx, call, d.Risk, pr.Tool); ok {
+			d.Verdict = airlock.VerdictApproved
+			d.DecidedBy = "grant:" + g.ID
+			d.Reason = "approved by grant " + g.ID + ": " + g.Describe()
+			rec.Grant = g.ID
+			return b.finalize(ctx, call, rev, d, rec, pr.Tool), true
+		}
+		b.maybeCanary(ctx, call)
+		return b.hold(ctx, call, rev, d, rec, reason, pr.Tool)
+	}
+	d.Verdict = airlock.VerdictApproved
+	d.DecidedBy = "policy"
+	if reason == "" {
+		reason = fmt.Sprintf("%s is a %s-tier tool", call.Tool, tier)
+	}
+	d.Reason = reason
+	out := b.finalize(ctx, call, rev, d, rec, pr.Tool)
+	if tier == airlock.TierNotify && out.Verdict == airlock.VerdictApproved {
+		b.publishRecord(b.subject("notify", call.Agent), airlock.DecisionRecord{Call: *call, Decision: out, Rule: rec.Rule, PolicyVersion: rec.PolicyVersion})
+	}
+	return out, true
+}
+
+func bandHigh(p *policy.Policy) int {
+	if p != nil && p.Risk.Bands.High > 0 {
+		return p.Risk.Bands.High
+	}
+	return 50
+}
+
+func (b *Broker) score(call *airlock.ToolCall, extra []airlock.Factor) airlock.Risk {
+	if b.cfg.Scorer != nil {
+		return b.cfg.Scorer.Score(call, extra...)
+	}
+	r := airlock.Risk{Factors: append([]airlock.Factor{}, extra...)}
+	for _, f := range extra {
+		r.Score += f.Points
+	}
+	if r.Score > 100 {
+		r.Score = 100
+	}
+	r.Band = bandOf(b.pol.Load(), r.Score)
+	return r
+}
+
+func bandOf(p *policy.Policy, score int) string {
+	bands := policy.Bands{Medium: 25, High: 50, Critical: 80}
+	if p != nil && p.Risk.Bands.High > 0 {
+		bands = p.Risk.Bands
+	}
+	switch {
+	case score >= bands.Critical:
+		return airlock.BandCritical
+	case score >= bands.High:
+		return airlock.BandHigh
+	case score >= bands.Medium:
+		return airlock.BandMedium
+	}
+	return airlock.BandLow
+}
+
+// hold queues the call for a reviewer and waits for the decision.
+func (b *Broker) hold(ctx context.Context, call *airlock.ToolCall, rev uint64, d airlock.Decision, rec airlock.DecisionRecord, reason string, tool *policy.Tool) (airlock.Decision, bool) {
+	pol := b.pol.Load()
+	now := b.now().UTC()
+	ttl := pol.Defaults.PendingTTL
+	if ttl <= 0 {
+		ttl = 10 * time.Minute
+	}
+	p := &airlock.Pending{
+		Call: *call, Tier: d.Tier, Risk: d.Risk, Reason: reason, Rule: rec.Rule,
+		ReceivedAt: now, ExpiresAt: now.Add(ttl), ArgsHash: airlock.ArgsHash(call.Arguments),
+		PolicyVersion: pol.Digest,
+	}
+	if tool != nil && tool.Sandbox != nil {
+		p.Sandbox = isolationSummary(tool.Sandbox)
+	}
+	if _, err := b.cfg.Audit.Append(ctx, airlock.Event{Kind: airlock.EventPending, CallID: call.ID, TS: now, Payload: airlock.PendingRecord{Pending: *p}}); err != nil {
+		return b.finishUnrecorded(ctx, call, rev, b.failClosed(call, ReasonAuditUnavailable, err))
+	}
+	recd := callRecord{State: statePending, Fingerprint: fingerprint(call), Call: *call, UpdatedAt: now}
+	if _, err := b.st.update(ctx, call.ID, recd, rev); err != nil {
+		return b.finishUnrecorded(ctx, call, rev, b.failClosed(call, ReasonStateUnavailable, err))
+	}
+	if err := b.st.putPending(ctx, p); err != nil {
+		b.log.Error("queue pending call", "call", call.ID, "err", err)
+	}
+	return b.wait(ctx, call.ID)
+}
+
+// wait blocks until the call has a final decision (from any broker).
+func (b *Broker) wait(ctx context.Context, id string) (airlock.Decision, bool) {
+	ch := make(chan *nats.Msg, 4)
+	sub, err := b.nc.ChanSubscribe(b.subject("decision", id), ch)
+	if err != nil {
+		return airlock.Decision{}, false
+	}
+	defer sub.Unsubscribe()
+	check := time.NewTicker(5 * time.Second)
+	defer check.Stop()
+	for {
+		// Read the record after subscribing so no decision slips between.
+		rec, _, found, err := b.st.get(ctx, id)
+		if err == nil && found && rec.State == stateDecided && rec.Decision != nil {
+			return *rec.Decision, true
+		}
+		if err == nil && !found {
+			// Forgotten after a failed audit: the caller should retry.
+			return airlock.Decision{CallID: id, Verdict: airlock.VerdictDenied, DecidedBy: "policy",
+				Reason: ReasonAuditUnavailable + ": the call could not be recorded; retry later", DecidedAt: b.now().UTC(),
+				Risk: airlock.Risk{Factors: []airlock.Factor{}}}, true
+		}
+		select {
+		case m := <-ch:
+			// Decisions are published only once final (after the sandbox
+			// run, for sandboxed tools).
+			var d airlock.Decision
+			if json.Unmarshal(m.Data, &d) == nil && d.Final() {
+				return d, true
+			}
+		case <-check.C:
+		case <-ctx.Done():
+			return airlock.Decision{}, false
+		}
+	}
+}
+
+// finalize writes the decision to the audit log (fail closed), records it,
+// runs the sandbox for approved sandboxed tools, tells watchers and returns
+// what the agent gets.
+func (b *Broker) finalize(ctx context.Context, call *airlock.ToolCall, rev uint64, d airlock.Decision, rec airlock.DecisionRecord, tool *policy.Tool) airlock.Decision {
+	d.CallID = call.ID
+	d.DecidedAt = b.now().UTC()
+	if d.Risk.Factors == nil {
+		d.Risk.Factors = []airlock.Factor{}
+	}
+	if d.Risk.Band == "" {
+		d.Risk.Band = bandOf(b.pol.Load(), d.Risk.Score)
+	}
+	rec.Call = *call
+	rec.Decision = d
+	receipt, err := b.cfg.Audit.Append(ctx, airlock.Event{Kind: airlock.EventDecision, CallID: call.ID, TS: d.DecidedAt, Payload: rec})
+	if err != nil {
+		out, _ := b.finishUnrecorded(ctx, call, rev, b.failClosed(call, ReasonAuditUnavailable, err))
+		return out
+	}
+	d.AuditSeq = receipt.Seq
+	runs := d.Verdict == airlock.VerdictApproved && tool != nil && tool.Sandbox != nil
+	state := stateDecided
+	if runs {
+		state = stateExecuting
+	}
+	cr := callRecord{State: state, Fingerprint: fingerprint(call), Call: *call, Decision: &d, ClaimedBy: b.cfg.Name, ClaimedAt: b.now(), UpdatedAt: b.now()}
+	nrev, err := b.st.update(ctx, call.ID, cr, rev)
+	if err != nil {
+		// The decision is audited; the record could not be written. The
+		// agent still gets the audited answer, but nothing is executed.
+		b.log.Error("record decision", "call", call.ID, "err", err)
+		if runs {
+			d.Execution = &airlock.Execution{Error: "not run: the call record could not be updated (" + err.Error() + ")", LimitHit: "interrupted"}
+		}
+		b.afterDecision(call, d)
+		return d
+	}
+	b.afterDecision(call, d)
+	if runs {
+		d = b.execute(ctx, call, nrev, d, tool)
+	}
+	b.publishDecision(call, d)
+	return d
+}
+
+// afterDecision does the bookkeeping every final decision needs.
+func (b *Broker) afterDecision(call *airlock.ToolCall, d airlock.Decision) {
+	if b.cfg.Scorer != nil {
+		b.cfg.Scorer.Observe(call, d.Verdict)
+	}
+	b.recent.add(call.Session, airlock.DecisionRecord{Call: *call, Decision: d})
+	if v, ok := b.res.LoadAndDelete(call.ID); ok {
+		if r, ok := v.(interface{ Release(context.Context) }); ok {
+			r.Release(context.Background())
+		}
+	}
+}
+
+func (b *Broker) cancelReservation(ctx context.Context, id string) {
+	if v, ok := b.res.LoadAndDelete(id); ok {
+		if r, ok := v.(interface{ Cancel(context.Context) }); ok {
+			r.Cancel(ctx)
+		}
+	}
+}
+
+func (b *Broker) publishDecision(call *airlock.ToolCall, d airlock.Decision) {
+	data, err := json.Marshal(d)
+	if err != nil {
+		return
+	}
+	m := nats.NewMsg(b.subject("decision", call.ID))
+	m.Data = data
+	m.Header.Set("Airlock-Agent", call.Agent)
+	m.Header.Set("Airlock-Tool", call.Tool)
+	if err := b.nc.PublishMsg(m); err != nil {
+		b.log.Warn("publish decision", "call", call.ID, "err", err)
+	}
+}
+
+func (b *Broker) publishRecord(subject string, r airlock.DecisionRecord) {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return
+	}
+	if err := b.nc.Publish(subject, data); err != nil {
+		b.log.Warn("publish", "subject", subject, "err", err)
+	}
+}
+
+// failClosed is the answer when something the decision depends on is down:
+// denied, and never approved.
+func (b *Broker) failClosed(call *airlock.ToolCall, reason string, err error) airlock.Decision {
+	b.log.Error("failing closed", "call", call.ID, "reason", reason, "err", err)
+	return airlock.Decision{
+		CallID: call.ID, Verdict: airlock.VerdictDenied, DecidedBy: "policy",
+		Reason:    reason + ": " + err.Error(),
+		Risk:      airlock.Risk{Band: airlock.BandLow, Factors: []airlock.Factor{}},
+		DecidedAt: b.now().UTC(),
+	}
+}
+
+// finishUnrecorded forgets a call whose decision could not be recorded, so a
+// retry is evaluated afresh once the fault is gone, and returns d.
+func (b *Broker) finishUnrecorded(ctx context.Context, call *airlock.ToolCall, rev uint64, d airlock.Decision) (airlock.Decision, bool) {
+	b.cancelReservation(ctx, call.ID)
+	if err := b.st.remove(ctx, call.ID, rev); err != nil && !errors.Is(err, errLostRace) {
+		b.log.Warn("forget unrecorded call", "call", call.ID, "err", err)
+	}
+	return d, true
+}
+
+// reject audits and answers a malformed call.
+func (b *Broker) reject(ctx context.Context, agent string, body []byte, err error) airlock.Decision {
+	var de *DecodeError
+	reason := err.Error()
+	id := ""
+	if errors.As(err, &de) {
+		reason = de.Reason
+		id = de.ID
+	}
+	if id == "" {
+		id = newID()
+	}
+	call := airlock.ToolCall{ID: id, Agent: agent, Arguments: map[string]any{}}
+	if !namePattern.MatchString(agent) {
+		call.Agent = ""
+	}
+	d := airlock.Decision{
+		CallID: id, Verdict: airlock.VerdictRejected, DecidedBy: "policy",
+		Reason: "rejected: " + reason, Risk: airlock.Risk{Band: airlock.BandLow, Factors: []airlock.Factor{}},
+		DecidedAt: b.now().UTC(),
+	}
+	rec := airlock.DecisionRecord{Call: call, Decision: d, Raw: rawSnippet(body, 512), PolicyVersion: b.pol.Load().Digest}
+	receipt, aerr := b.cfg.Audit.Append(ctx, airlock.Event{Kind: airlock.EventDecision, CallID: id, TS: d.DecidedAt, Payload: rec})
+	if aerr != nil {
+		b.log.Error("audit rejected call", "err", aerr)
+		d.Reason += " (and the audit log is unavailable)"
+	} else {
+		d.AuditSeq = receipt.Seq
+	}
+	return d
+}
+
+// conflict answers a reused id whose content differs from the recorded call.
+func (b *Broker) conflict(ctx context.Context, call *airlock.ToolCall) airlock.Decision {
+	d := airlock.Decision{
+		CallID: call.ID, Verdict: airlock.VerdictRejected, DecidedBy: "policy",
+		Reason:    "rejected: id " + call.ID + " was already used for a different call (ids are idempotency keys; use a new id)",
+		Risk:      airlock.Risk{Band: airlock.BandLow, Factors: []airlock.Factor{}},
+		DecidedAt: b.now().UTC(),
+	}
+	// Audited as its own kind, so the decisions view keeps one row per call.
+	if _, err := b.cfg.Audit.Append(ctx, airlock.Event{Kind: "conflict", CallID: call.ID, TS: d.DecidedAt, Payload: airlock.DecisionRecord{Call: *call, Decision: d}}); err != nil {
+		d.Reason += " (and the audit log is unavailable)"
+	}
+	return d
+}
+
+func rawSnippet(b []byte, n int) string {
+	if len(b) > n {
+		b = b[:n]
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
+}
+
+func rateLimitReason(r *airlock.RateLimit) string {
+	s := fmt.Sprintf("rate limited: %s %s over %s", r.Scope, r.Key, r.Dimension)
+	if r.Window != "" {
+		s += " per " + r.Window
+	}
+	s += fmt.Sprintf(" (used %g of %g)", r.Used, r.Limit)
+	if r.RetryAfter != "" {
+		s += "; retry after " + r.RetryAfter
+	}
+	return s
+}

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/airlock/airlock"
+	"github.com/airlock/airlock/broker/client"
+	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/tui"
+)
+
+func init() {
+	register(command{Name: "console", Summary: "the reviewer console (terminal UI)", Run: runConsole})
+}
+
+func runConsole(ctx context.Context, e env) error {
+	fs := newFlags(e, "console", "[--nats URL] --reviewer NAME [--policy FILE]")
+	natsURL := fs.String("nats", natsURLDefault(), "NATS URL of the broker")
+	reviewer := fs.String("reviewer", reviewerDefault(), "your reviewer name")
+	policyFile := fs.String("policy", os.Getenv("AIRLOCK_POLICY"), "policy file, for the review settings (dwell, batching, rate guard)")
+	logFile := fs.String("log", filepath.Join(os.TempDir(), "airlock-console.log"), "log file (the console never logs to the screen)")
+	if err := parseFlags(fs, e.Args); err != nil {
+		return err
+	}
+	if *reviewer == "" {
+		return usageErr("console: --reviewer NAME is required")
+	}
+	var review policy.Review
+	if *policyFile != "" {
+		p, err := policy.Load(*policyFile)
+		if err != nil {
+			return err
+		}
+		review = p.Review
+	}
+	logger, closeLog, err := openLogger(*logFile, e.Stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	c, err := client.Connect(*natsURL, nil)
+	if err != nil {
+		return &exitError{Code: 2, Err: err}
+	}
+	defer c.Close()
+	opts := consoleOptions(*reviewer, review)
+	opts.Logger = logger.With("subsystem", "console")
+	return tui.Run(ctx, newConsoleBackend(c, logger), opts)
+}
+
+func reviewerDefault() string {
+	if r := os.Getenv("AIRLOCK_REVIEWER"); r != "" {
+		return r
+	}
+	return ""
+}
+
+func consoleOptions(reviewer string, review policy.Review) tui.Options {
+	return tui.Options{
+		Reviewer:     reviewer,
+		Review:       review,
+		EditExternal: editExternal,
+	}
+}
+
+// editExternal opens the arguments in $EDITOR (or vi) and returns the edited text.
+func editExternal(ctx context.Context, doc []byte) ([]byte, error) {
+	editor := os.Getenv("VISUAL")
+	if editor == "" {
+		editor = os.Getenv("EDITOR")
+	}
+	if editor == "" {
+		editor = "vi"
+	}
+	f, err := os.CreateTemp("", "airlock-edit-*.json")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(doc); err != nil {
+		f.Close()
+		return nil, err
+	}
+	f.Close()
+	cmd := exec.CommandContext(ctx, "sh", "-c", editor+` "$1"`, "editor", f.Name())
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("console: editor %s: %w", editor, err)
+	}
+	b, err := os.ReadFile(f.Name())
+	return bytes.TrimSpace(b), err
+}
+
+// consoleBackend adapts the NATS client to the console's Backend.
+type consoleBackend struct {
+	c   *client.Client
+	log *slog.Logger
+}
+
+func newConsoleBackend(c *client.Client, log *slog.Logger) *consoleBackend {
+	return &consoleBackend{c: c, log: log}
+}
+
+func (b *consoleBackend) Events(ctx context.Context) <-chan tui.Event {
+	out := make(chan tui.Event, 256)
+	pend := b.c.WatchPending(ctx)
+	dec, err := b.c.WatchDecisions(ctx)
+	if err != nil {
+		b.log.Error("watch decisions", "err", err)
+	}
+	go func() {
+		defer close(out)
+		send := func(ev tui.Event) bool {
+			select {
+			case out <- ev:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-pend:
+				if !ok {
+					return
+				}
+				switch {
+				case ev.Snapshot != nil || (ev.Connection != nil && *ev.Connection):
+					if ev.Connection != nil && !send(tui.Event{Kind: tui.EventConnection, Connected: true}) {
+						return
+					}
+					if !send(tui.Event{Kind: tui.EventSnapshot, Pendings: nonNil(ev.Snapshot)}) {
+						return
+					}
+				case ev.Connection != nil:
+					if !send(tui.Event{Kind: tui.EventConnection, Connected: false, Err: ev.Err}) {
+						return
+					}
+				case ev.Added != nil:
+					if !send(tui.Event{Kind: tui.EventAdded, Pending: ev.Added}) {
+						return
+					}
+				case ev.Removed != "":
+					if !send(tui.Event{Kind: tui.EventRemoved, CallID: ev.Removed}) {
+						return
+					}
+				}
+			case d, ok := <-dec:
+				if !ok {
+					dec = nil
+					continue
+				}
+				ev := tui.Event{Kind: tui.EventFeed, CallID: d.Decision.CallID, Decision: &d.Decision}
+				if d.Record != nil {
+					c := d.Record.Call
+					ev.Call = &c
+				} else {
+					ev.Call = &airlock.ToolCall{ID: d.Decision.CallID, Agent: d.Agent, Tool: d.Tool}
+				}
+				if !send(ev) {
+					return
+				}
+			}
+		}
+	}()
+	return out
+}
+
+func nonNil(ps []airlock.Pending) []airlock.Pending {
+	if ps == nil {
+		return []airlock.Pending{}
+	}
+	return ps
+}
+
+func (b *consoleBackend) Decide(ctx context.Context, r airlock.Review) (airlock.ReviewReply, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return b.c.Review(ctx, r)
+}
+
+func (b *consoleBackend) Recent(ctx context.Context, session string, n int) ([]airlock.DecisionRecord, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return b.c.Recent(ctx, session, n)
+}

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/airlock/airlock/audit"
+	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/broker/ratelimit"
+	"github.com/airlock/airlock/broker/risk"
+	"github.com/airlock/airlock/sandbox"
+)
+
+func init() {
+	register(command{Name: "serve", Summary: "run the broker (embedded NATS + JetStream by default)", Run: runServe})
+}
+
+// serveConfig is `airlock serve`'s configuration.
+type serveConfig struct {
+	Data     string
+	Policy   string
+	Listen   string
+	NATS     string
+	Prefix   string
+	LogFile  string
+	Limits   string // kv or memory
+	Replicas int
+	MaxBytes int
+}
+
+func (c *serveConfig) Validate() error {
+	if c.Policy == "" {
+		return usageErr("serve: --policy FILE is required (see examples/policy.yaml)")
+	}
+	if c.Data == "" {
+		return usageErr("serve: --data DIR is required")
+	}
+	if c.Limits != "kv" && c.Limits != "memory" {
+		return usageErr("serve: --limits-store must be kv or memory, not %q", c.Limits)
+	}
+	return nil
+}
+
+func dataDefault() string {
+	if d := os.Getenv("AIRLOCK_DATA"); d != "" {
+		return d
+	}
+	return "airlock-data"
+}
+
+func runServe(ctx context.Context, e env) error {
+	var c serveConfig
+	fs := newFlags(e, "serve", "--data DIR --policy FILE [--listen HOST:PORT] [--nats URL]")
+	fs.StringVar(&c.Data, "data", dataDefault(), "data directory (audit.db, NATS store)")
+	fs.StringVar(&c.Policy, "policy", os.Getenv("AIRLOCK_POLICY"), "policy file (YAML)")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:4222", "embedded NATS listen address")
+	fs.StringVar(&c.NATS, "nats", "", "use this NATS server (URL[,URL…]) instead of embedding one")
+	fs.StringVar(&c.Prefix, "prefix", "airlock", "subject prefix")
+	fs.StringVar(&c.LogFile, "log", "", "log file (default: stderr)")
+	fs.StringVar(&c.Limits, "limits-store", "kv", "where rate-limit usage lives: kv (JetStream, survives restarts, shared) or memory")
+	fs.IntVar(&c.Replicas, "replicas", 1, "JetStream replicas for airlock's buckets (3 on a cluster)")
+	fs.IntVar(&c.MaxBytes, "max-bytes", broker.DefaultMaxBytes, "largest call accepted, in bytes")
+	if err := parseFlags(fs, e.Args); err != nil {
+		return err
+	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	logger, closeLog, err := openLogger(c.LogFile, e.Stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	srv, err := startServe(ctx, c, logger)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Stderr, "airlock serve: broker %s on %s · data %s · policy %s (%d tools)\n",
+		broker.Version, srv.URL, c.Data, c.Policy, len(srv.Broker.Policy().Tools))
+	if srv.Broker.Policy().Auth == nil && c.NATS == "" {
+		fmt.Fprintln(e.Stderr, "airlock serve: no auth: section in the policy: any local process can submit and review; listening on loopback only")
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			p, err := policy.Load(c.Policy)
+			if err != nil {
+				logger.Error("policy reload failed; keeping the old policy", "err", err)
+				fmt.Fprintf(e.Stderr, "airlock serve: reload failed, keeping the old policy: %v\n", err)
+				continue
+			}
+			srv.Broker.SetPolicy(p)
+			logger.Info("policy reloaded", "digest", p.Digest)
+			fmt.Fprintf(e.Stderr, "airlock serve: policy reloaded (%s)\n", short(p.Digest))
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return srv.Close(sctx)
+		}
+	}
+}
+
+func short(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
+
+func openLogger(path string, stderr io.Writer) (*slog.Logger, func(), error) {
+	if path == "" {
+		return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("log file: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo})), func() { f.Close() }, nil
+}
+
+// service is a running broker with everything it owns.
+type service struct {
+	URL    string
+	Broker *broker.Broker
+	Audit  *audit.Log
+	nats   *server.Server
+	nc     *nats.Conn
+}
+
+// startServe wires policy, audit, limits, risk, sandbox and the broker.
+func startServe(ctx context.Context, c serveConfig, logger *slog.Logger) (*service, error) {
+	pol, err := policy.Load(c.Policy)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(c.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	s := &service{}
+	ok := false
+	defer func() {
+		if !ok {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = s.Close(sctx)
+		}
+	}()
+	s.Audit, err = audit.Open(audit.PathIn(c.Data), audit.WithLogger(logger.With("subsystem", "audit")))
+	if err != nil {
+		return nil, err
+	}
+	if c.NATS != "" {
+		s.URL = c.NATS
+		s.nc, err = nats.Connect(c.NATS, nats.Name("airlock broker"), nats.MaxReconnects(-1))
+		if err != nil {
+			return nil, fmt.Errorf("connect to NATS at %s: %w", c.NATS, err)
+		}
+	} else {
+		s.nats, err = broker.StartEmbedded(broker.EmbeddedOptions{Listen: c.Listen, StoreDir: filepath.Join(c.Data, "nats")})
+		if err != nil {
+			return nil, err
+		}
+		s.URL = s.nats.ClientURL()
+		s.nc, err = nats.Connect("", nats.InProcessServer(s.nats), nats.Name("airlock broker"))
+		if err != nil {
+			return nil, fmt.Errorf("connect to embedded NATS: %w", err)
+		}
+	}
+	var lim *ratelimit.Limiter
+	if len(pol.Limits) > 0 {
+		store, err := limitStore(ctx, s.nc, c)
+		if err != nil {
+			return nil, err
+		}
+		lim = ratelimit.New(pol.Limits, store, ratelimit.WithLogger(logger.With("subsystem", "ratelimit")))
+	}
+	b, err := broker.New(s.nc, broker.Config{
+		Prefix:   c.Prefix,
+		Policy:   pol,
+		Audit:    s.Audit,
+		Limiter:  lim,
+		Scorer:   risk.New(pol),
+		Sandbox:  func(backend string) (sandbox.Runner, error) { return sandbox.Open(backend) },
+		MaxBytes: c.MaxBytes,
+		Replicas: c.Replicas,
+		Logger:   logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Start(ctx); err != nil {
+		return nil, err
+	}
+	s.Broker = b
+	ok = true
+	return s, nil
+}
+
+func limitStore(ctx context.Context, nc *nats.Conn, c serveConfig) (ratelimit.Store, error) {
+	if c.Limits == "memory" {
+		return ratelimit.NewMemoryStore(), nil
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: "airlock_limits", Description: "airlock rate-limit usage", History: 1,
+		Storage: jetstream.FileStorage, Replicas: max(c.Replicas, 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rate-limit bucket: %w", err)
+	}
+	return ratelimit.NewKVStore(kv), nil
+}
+
+// Close stops the broker, then the audit log, then NATS: nothing half-written.
+func (s *service) Close(ctx context.Context) error {
+	var errs []error
+	if s.Broker != nil {
+		errs = append(errs, s.Broker.Close(ctx))
+	}
+	if s.nc != nil {
+		_ = s.nc.Drain()
+	}
+	if s.Audit != nil {
+		errs = append(errs, s.Audit.Close(ctx))
+	}
+	if s.nats != nil {
+		s.nats.Shutdown()
+		s.nats.WaitForShutdown()
+	}
+	return errors.Join(errs...)
+}
