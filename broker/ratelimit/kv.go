@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,7 +30,13 @@ type KVStore struct {
 
 	mu    sync.Mutex
 	press map[ckey]*cell // last state seen of user and org keys, for Pressure
+
+	conflicts atomic.Int64 // lost compare-and-set races, retried
 }
+
+// Conflicts returns how many compare-and-set races this store lost (and
+// retried) so far.
+func (s *KVStore) Conflicts() int64 { return s.conflicts.Load() }
 
 // maxPressCache bounds the cells KVStore remembers for Pressure.
 const maxPressCache = 10000
@@ -236,6 +243,7 @@ func (s *KVStore) update(ctx context.Context, kp *kindPlan, key ckey, create boo
 		if !isConflict(err) {
 			return nil, fmt.Errorf("update %s: %w", name, err)
 		}
+		s.conflicts.Add(1)
 	}
 	return nil, fmt.Errorf("%w %s (%d attempts)", ErrContention, name, s.retries)
 }

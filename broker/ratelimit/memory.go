@@ -101,13 +101,11 @@ func (s *MemoryStore) Len() int {
 }
 
 func (s *MemoryStore) shardOf(k ckey) int {
-	var h maphash.Hash
-	h.SetSeed(s.seed)
-	h.WriteByte(byte(k.k))
-	h.WriteString(k.a)
-	h.WriteByte(0)
-	h.WriteString(k.b)
-	return int(h.Sum64() % nShards)
+	h := maphash.String(s.seed, k.a)
+	if k.k == kindSession {
+		h = h*31 + maphash.String(s.seed, k.b)
+	}
+	return int((h + uint64(k.k)) % nShards)
 }
 
 // slot is one cell a reservation touches.
@@ -125,14 +123,34 @@ type slots struct {
 	nl    int
 }
 
-func (s *MemoryStore) collect(p *plan, id *ident, ss *slots) {
+// collect lists the cells of the call's keys (only those holding a
+// concurrency slot when slotsOnly) and the shards to lock, in order.
+func (s *MemoryStore) collect(p *plan, id *ident, ss *slots, slotsOnly bool) {
+	var hUser, hSession uint64
+	hashed := false
 	for k := kind(0); k < numKinds; k++ {
 		kp := p.kinds[k]
-		if kp == nil {
+		if kp == nil || slotsOnly && kp.concurrent == 0 {
 			continue
 		}
 		key := id.key(k)
-		sh := s.shardOf(key)
+		var h uint64
+		switch k {
+		case kindUser, kindSessionUser, kindSession:
+			if !hashed {
+				hUser, hashed = maphash.String(s.seed, id.user), true
+			}
+			h = hUser
+			if k == kindSession {
+				if hSession == 0 {
+					hSession = h*31 + maphash.String(s.seed, id.session)
+				}
+				h = hSession
+			}
+		default:
+			h = maphash.String(s.seed, key.a)
+		}
+		sh := int((h + uint64(k)) % nShards)
 		ss.s[ss.n] = slot{kp: kp, key: key, sh: sh}
 		ss.n++
 		// insert sh into the sorted unique lock list
@@ -163,7 +181,7 @@ func (s *MemoryStore) unlock(ss *slots) {
 
 func (s *MemoryStore) reserve(_ context.Context, p *plan, r *Reservation) (*airlock.RateLimit, error) {
 	var ss slots
-	s.collect(p, &r.id, &ss)
+	s.collect(p, &r.id, &ss, false)
 	if ss.n == 0 {
 		return nil, nil
 	}
@@ -264,7 +282,10 @@ func (s *MemoryStore) sweep(sh *mshard, now int64, limit int, withPressure bool)
 
 func (s *MemoryStore) refund(_ context.Context, p *plan, r *Reservation, what refundKind) error {
 	var ss slots
-	s.collect(p, &r.id, &ss)
+	s.collect(p, &r.id, &ss, what == refundSlot)
+	if ss.n == 0 {
+		return nil
+	}
 	cfg := &s.l.cfg
 	now := s.l.now()
 	s.lock(&ss)
