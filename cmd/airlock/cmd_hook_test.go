@@ -188,7 +188,9 @@ func TestHookClaudeCode(t *testing.T) {
 	})
 	t.Run("codex-approval", func(t *testing.T) {
 		done := make(chan hookRun, 1)
-		go func() { done <- runHookCmd(hookPayload(t, "codex-pretooluse.json"), "codex", "--nats", srv.URL, "--user", "alice") }()
+		go func() {
+			done <- runHookCmd(hookPayload(t, "codex-pretooluse.json"), "codex", "--nats", srv.URL, "--user", "alice")
+		}()
 		p := waitPendingCall(t, rc, "call_Xk2f9", func(c airlock.ToolCall) bool { return c.ID == "call_Xk2f9" })
 		if p.Call.Agent != "codex" || p.Call.ID != "call_Xk2f9" {
 			t.Errorf("got pending call %+v, want agent codex and the Codex call id", p.Call)
