@@ -136,6 +136,10 @@ func (d *Docker) Ping(ctx context.Context) error {
 	}
 	resp, err := d.http.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return fmt.Errorf("%w: docker: no engine at %s: %v", ErrRefused, d.host, err)
 	}
 	defer resp.Body.Close()
