@@ -632,6 +632,8 @@ func editorJSON(args map[string]any) string {
 	return b.String()
 }
 
+var urlHost = regexp.MustCompile(`(?i)\b(?:https?|ftp|wss?)://(?:[^@/\s'"]*@)?([a-z0-9.-]+)`)
+
 var sqlTable = regexp.MustCompile("(?i)\\b(?:from|into|update|table|join)\\s+(?:if\\s+(?:not\\s+)?exists\\s+)?([A-Za-z0-9_.\"`\\[\\]]+)")
 
 // confirmField picks the field a reviewer must type to approve a critical
@@ -704,9 +706,12 @@ func confirmField(p *airlock.Pending, edited map[string]any) (label, value strin
 			return "path", s
 		}
 	}
-	for _, k := range []string{"command", "cmd"} {
+	for _, k := range []string{"command", "cmd", "code", "script"} {
 		if s, ok := args[k].(string); ok {
-			if f := strings.Fields(s); len(f) > 0 {
+			if mt := urlHost.FindStringSubmatch(s); mt != nil {
+				return "host", mt[1]
+			}
+			if f := strings.Fields(s); len(f) > 0 && k != "code" && k != "script" {
 				return "command name", f[0]
 			}
 		}

@@ -260,7 +260,7 @@ func (m *Model) argLines(c *airlock.ToolCall, args map[string]any, width int, ex
 				val = s
 			}
 			val, more := clip(val)
-			out = append(out, st.Label.Render(fmt.Sprintf("%-8s", label))+st.Value.Bold(true).Render(sanitize.Line(val))+more)
+			out = append(out, st.Label.Render(fmt.Sprintf("%-9s", label))+st.Value.Bold(true).Render(sanitize.Line(val))+more)
 			done[k] = true
 		}
 		for _, k := range []string{"body", "text", "content", "html"} {
