@@ -28,13 +28,14 @@ const (
 // root-only directory, so separate airlock processes (daemon, CLI, tests)
 // never pick the same uid range either.
 type slotPool struct {
-	mu   sync.Mutex
-	dir  string
-	next int
-	held map[int]*os.File
+	mu      sync.Mutex
+	dir     string
+	next    int
+	held    map[int]*os.File
+	checked map[int]bool // slots scanned for survivors by this process
 }
 
-var slots = &slotPool{held: map[int]*os.File{}}
+var slots = &slotPool{held: map[int]*os.File{}, checked: map[int]bool{}}
 
 func slotLockDir() (string, error) {
 	for _, d := range []string{"/run/airlock-sandbox", filepath.Join(os.TempDir(), "airlock-sandbox")} {
@@ -70,11 +71,16 @@ func (p *slotPool) acquire() (int, error) {
 			f.Close()
 			continue
 		}
-		lo, hi := slotUIDs(s)
-		if len(uidProcs(lo, hi)) > 0 {
-			// Survivors of a crashed run: never reuse their uids.
-			f.Close()
-			continue
+		// Survivors of another process's crashed run: never reuse their
+		// uids. Our own runs end with an empty cgroup, so each slot is
+		// scanned once per process (the scan reads all of /proc).
+		if !p.checked[s] {
+			lo, hi := slotUIDs(s)
+			if len(uidProcs(lo, hi)) > 0 {
+				f.Close()
+				continue
+			}
+			p.checked[s] = true
 		}
 		p.held[s] = f
 		p.next = (s + 1) % numSlots

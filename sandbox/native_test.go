@@ -311,3 +311,37 @@ func TestSeccompProgramAssembles(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkColdStart measures one complete run (setup, program, teardown)
+// of /bin/true and `python3 -c pass`: bare exec, native, bwrap.
+func BenchmarkColdStart(b *testing.B) {
+	progs := []struct {
+		name string
+		argv []string
+	}{
+		{"true", []string{"/bin/true"}},
+		{"python", []string{"/usr/bin/python3", "-c", "pass"}},
+	}
+	for _, p := range progs {
+		b.Run("bare/"+p.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := exec.Command(p.argv[0], p.argv[1:]...).Run(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		for _, be := range linuxBackends {
+			b.Run(be.name+"/"+p.name, func(b *testing.B) {
+				r := be.new(b)
+				b.ReportAllocs()
+				for b.Loop() {
+					res, err := r.Run(context.Background(), Spec{Argv: p.argv})
+					if err != nil || res.ExitCode != 0 {
+						b.Fatalf("run: %v exit %d %s", err, res.ExitCode, res.Stderr)
+					}
+				}
+			})
+		}
+	}
+}
