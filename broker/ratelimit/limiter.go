@@ -111,10 +111,7 @@ type plan struct {
 	sizes []sizeRule
 }
 
-const (
-	defaultWindow = time.Minute
-	pressureLevel = 0.9
-)
+const pressureLevel = 0.9
 
 func compile(limits []policy.Limit, log *slog.Logger) *plan {
 	p := &plan{}
@@ -178,27 +175,23 @@ type budget struct {
 	amount float64
 }
 
-// budgets normalises a limit's per-window budgets: Requests, Tokens and
-// CostUSD over Window (default 1m), and the shorthands requests_per_minute,
-// tokens_per_minute (1m) and cost_per_hour_usd (1h). Duplicates (a shorthand
-// the loader already folded) are dropped by the caller.
+// budgets reads a limit's per-window budgets (policy.Limit.Budgets: the
+// windowed fields and the shorthands requests_per_minute, tokens_per_minute
+// and cost_per_hour_usd, each exactly once).
 func budgets(l policy.Limit) []budget {
-	w := l.Window
-	if w <= 0 {
-		w = defaultWindow
-	}
 	var out []budget
-	add := func(dim int, win time.Duration, amount float64) {
-		if amount > 0 && !math.IsInf(amount, 0) {
-			out = append(out, budget{dim, win, amount})
+	for _, b := range l.Budgets() {
+		dim := -1
+		for i, n := range dimNames {
+			if n == b.Dimension {
+				dim = i
+			}
 		}
+		if dim < 0 || b.Window <= 0 || !(b.Amount > 0) || math.IsInf(b.Amount, 0) {
+			continue
+		}
+		out = append(out, budget{dim, b.Window, b.Amount})
 	}
-	add(dimRequests, w, float64(l.Requests))
-	add(dimTokens, w, float64(l.Tokens))
-	add(dimCost, w, l.CostUSD)
-	add(dimRequests, time.Minute, float64(l.RequestsPerMinute))
-	add(dimTokens, time.Minute, float64(l.TokensPerMinute))
-	add(dimCost, time.Hour, l.CostPerHourUSD)
 	return out
 }
 
