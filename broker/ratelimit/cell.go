@@ -275,9 +275,17 @@ func (c *cell) hotFrac(kp *kindPlan, i int, now int64, cfg *config) float64 {
 // idle reports whether c holds no usage: evicting it loses nothing a limit
 // needs. With withPressure it must also hold no time at ≥ 90% (the
 // slow-and-steady signal), which evicting would forget.
+//
+// Without withPressure (the store is full) a session's cell also counts as
+// idle once nothing of it is in flight: its budgets are counted per user as
+// well (kindSessionUser), and forgetting its message count gives no more than
+// opening a new session does.
 func (c *cell) idle(kp *kindPlan, now int64, cfg *config, withPressure bool) bool {
 	if c.pin > 0 {
 		return false
+	}
+	if !withPressure && kp.kind == kindSession {
+		return c.liveInflight(now) == 0
 	}
 	for i := range kp.rates {
 		r := &c.rates[i]

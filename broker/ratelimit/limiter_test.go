@@ -409,6 +409,25 @@ func TestEvictionBounded(t *testing.T) {
 	}
 }
 
+func TestSessionFloodEvictsSessionsNotUsers(t *testing.T) {
+	// One user opens a new session per call: session cells hold their
+	// message count for the session TTL, but when the store is full they
+	// give way (the user's own budgets stay).
+	clk := newClock()
+	store := NewMemoryStore(WithMaxKeys(256))
+	l := New([]policy.Limit{{Scope: "user", RequestsPerMinute: 100000, SessionMessages: 5}, {Scope: "org", RequestsPerMinute: 3000}}, store, WithClock(clk.Now))
+	n, rl := admit(t, l, 3000, func(i int) *airlock.ToolCall { return call("mallory", "evil", fmt.Sprintf("s-%d", i)) })
+	if n != 3000 {
+		t.Fatalf("got %d approved, want 3000 (last refusal %+v)", n, rl)
+	}
+	if _, rl, _ := l.Reserve(context.Background(), call("mallory", "evil", "new")); rl == nil || rl.Scope != "org" {
+		t.Fatalf("got %+v, want the org budget still counted", rl)
+	}
+	if got := store.Len(); got > 256 {
+		t.Fatalf("store holds %d keys, want ≤ 256", got)
+	}
+}
+
 func TestManyUsersOverTime(t *testing.T) {
 	// 20,000 distinct users, one call a second: keys go idle two windows
 	// after their call and make room; the store stays bounded and nobody
