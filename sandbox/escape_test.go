@@ -366,12 +366,21 @@ var escapeCases = []escapeCase{
 		if err := os.Chown(victim, 4242, 4242); err != nil {
 			t.Fatal(err)
 		}
+		// A hard link to a file outside the workspace (planted by someone
+		// on the host) must not be handed to the sandbox uid.
+		outside := filepath.Join(openDir(t), "outside")
+		if err := os.WriteFile(outside, []byte("o"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Link(outside, filepath.Join(ws, "hardlink")); err != nil {
+			t.Fatal(err)
+		}
 		passwd := fileHash(t, "/etc/passwd")
 		spec := probeSpec(t, "symlinks")
 		spec.Workspace, spec.WorkspaceRW = ws, true
 		// The sandbox also plants a link to a host file for the host's
 		// post-run chown: it must not be followed.
-		spec.Argv = []string{"/bin/sh", "-c", "ln -s " + victim + " /workspace/victim; /probe/probe symlinks; exit $?"}
+		spec.Argv = []string{"/bin/sh", "-c", "ln -s " + victim + " /workspace/victim; echo pwned >> /workspace/hardlink 2>/dev/null; /probe/probe symlinks; exit $?"}
 		contained(t, runT(t, r, spec))
 		if fileHash(t, "/etc/passwd") != passwd {
 			t.Errorf("host /etc/passwd changed")
@@ -380,6 +389,9 @@ var escapeCases = []escapeCase{
 			if _, err := os.Lstat(p); err == nil {
 				t.Errorf("host %s created", p)
 			}
+		}
+		if b, _ := os.ReadFile(outside); string(b) != "o" {
+			t.Errorf("file outside the workspace, hard-linked into it, changed: %q", b)
 		}
 		var st syscall.Stat_t
 		if err := syscall.Stat(victim, &st); err != nil || st.Uid != 4242 {

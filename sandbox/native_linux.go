@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -575,24 +574,89 @@ func prepareWorkspace(s normSpec, uid int) (func(), error) {
 	}
 	st := fi.Sys().(*syscall.Stat_t)
 	owner, group := int(st.Uid), int(st.Gid)
-	if err := chownTree(s.Workspace, uid, uid); err != nil {
-		_ = chownTree(s.Workspace, owner, group)
+	give := func(from, to, toGroup int) error {
+		return chownTree(s.Workspace, func(st *unix.Stat_t) bool {
+			// Only directories, symlinks and singly-linked regular files:
+			// a hard link to a file outside the workspace must never be
+			// handed to the sandbox (or back to the workspace owner).
+			switch st.Mode & unix.S_IFMT {
+			case unix.S_IFDIR, unix.S_IFLNK:
+			case unix.S_IFREG:
+				if st.Nlink != 1 && from != uid {
+					return false
+				}
+			default:
+				return false
+			}
+			return from < 0 || int(st.Uid) == from
+		}, to, toGroup)
+	}
+	if err := give(-1, uid, uid); err != nil {
+		_ = give(uid, owner, group)
 		return nil, err
 	}
-	return func() { _ = chownTree(s.Workspace, owner, group) }, nil
+	return func() { _ = give(uid, owner, group) }, nil
 }
 
-// chownTree lchowns every entry under root (never following symlinks).
-func chownTree(root string, uid, gid int) error {
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := os.Lchown(p, uid, gid); err != nil {
+// chownTree walks root without following symlinks (every directory is
+// opened O_NOFOLLOW relative to its parent's descriptor, so a directory
+// swapped for a symlink mid-walk cannot redirect it) and fchownats each
+// entry for which pick returns true.
+func chownTree(root string, pick func(*unix.Stat_t) bool, uid, gid int) error {
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("sandbox: workspace: %w", err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("sandbox: workspace: %w", err)
+	}
+	if pick(&st) {
+		if err := unix.Fchown(fd, uid, gid); err != nil {
 			return fmt.Errorf("sandbox: workspace chown: %w", err)
 		}
-		return nil
-	})
+	}
+	return chownDir(fd, pick, uid, gid, 0)
+}
+
+func chownDir(dirfd int, pick func(*unix.Stat_t) bool, uid, gid, depth int) error {
+	if depth > 256 {
+		return errors.New("sandbox: workspace too deep")
+	}
+	dup, err := unix.Dup(dirfd)
+	if err != nil {
+		return err
+	}
+	dd := os.NewFile(uintptr(dup), "dir")
+	defer dd.Close()
+	names, err := dd.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("sandbox: workspace: %w", err)
+	}
+	for _, name := range names {
+		var st unix.Stat_t
+		if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			continue
+		}
+		if pick(&st) {
+			if err := unix.Fchownat(dirfd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return fmt.Errorf("sandbox: workspace chown %s: %w", name, err)
+			}
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			sub, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				continue
+			}
+			err = chownDir(sub, pick, uid, gid, depth+1)
+			unix.Close(sub)
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // staging is one run's host-side bind staging directory.
