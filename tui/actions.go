@@ -555,7 +555,11 @@ func (m *Model) telemetry() string {
 		shown = append(shown, h.shownMS)
 	}
 	slices.Sort(shown)
-	s := fmt.Sprintf("%d decisions · %d%% approved · median %.1f s on screen", n, approved*100/n, float64(shown[n/2])/1000)
+	noun := "decisions"
+	if n == 1 {
+		noun = "decision"
+	}
+	s := fmt.Sprintf("%d %s · %d%% approved · median %.1f s on screen", n, noun, approved*100/n, float64(shown[n/2])/1000)
 	if c := m.checksCaught + m.checksMissed; c > 0 {
 		s += fmt.Sprintf(" · attention checks caught %d/%d", m.checksCaught, c)
 	}

@@ -414,6 +414,9 @@ func (m *Model) onTick() tea.Cmd {
 	if m.notice != "" && m.now.Sub(m.noticeAt) > noticeFor {
 		m.notice = ""
 	}
+	if m.status != "" && m.now.Sub(m.statusAt) > noticeFor {
+		m.status, m.statusErr = "", false
+	}
 	if m.quit {
 		return nil
 	}

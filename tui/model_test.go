@@ -519,7 +519,7 @@ func TestTabsFeedHistoryHelp(t *testing.T) {
 	}
 	h.press("tab")
 	if s := h.screen(); !strings.Contains(s, "deny") || !strings.Contains(s, "nope") ||
-		!strings.Contains(s, "1 decisions · 0% approved · median 1.0 s on screen") {
+		!strings.Contains(s, "1 decision · 0% approved · median 1.0 s on screen") {
 		t.Errorf("history does not show the deny:\n%s", s)
 	}
 	h.press("?")
