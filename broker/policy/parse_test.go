@@ -50,6 +50,7 @@ func TestParseErrors(t *testing.T) {
 		{"cel-not-bool", head + "tools:\n  x: {tier: auto, rules: [{when: '\"a\" + \"b\"', risk: 5}]}\n", []string{"policy.yaml:3: tools.x.rules[0].when: must be a boolean expression, not string"}},
 		{"cel-call-typo", head + "tools:\n  x: {tier: auto, rules: [{when: 'call.agnet == \"a\"', risk: 5}]}\n", []string{"tools.x.rules[0].when: undeclared reference to 'call.agnet'"}},
 		{"cel-call-type", head + "tools:\n  x: {tier: auto, rules: [{when: 'call.input_tokens > \"5\"', risk: 5}]}\n", []string{"tools.x.rules[0].when: found no matching overload"}},
+		{"cel-bad-regex-literal", head + "tools:\n  x: {tier: auto, rules: [{when: 'args.p.matches(\"(\")', risk: 5}]}\n", []string{"policy.yaml:3: tools.x.rules[0].when: ", "missing closing )"}},
 		{"rule-missing-when", head + "tools:\n  x:\n    tier: auto\n    rules:\n      - {tier: approve}\n", []string{"policy.yaml:6: tools.x.rules[0].when: required"}},
 		{"rule-does-nothing", head + "tools:\n  x:\n    tier: auto\n    rules:\n      - {when: 'true'}\n", []string{"policy.yaml:6: tools.x.rules[0]: rule does nothing"}},
 		{"rule-risk-range", head + "tools:\n  x: {tier: auto, rules: [{when: 'true', risk: 150}]}\n", []string{"policy.yaml:3: tools.x.rules[0].risk: must be between 0 and 100, not 150"}},
