@@ -50,8 +50,12 @@ func injectionCheck(s string) (float64, string) {
 		}
 	}
 	quoted := func(loc []int) bool { return insideQuotes(norm, loc[0], loc[1]) }
-	meta := reMetaWords.MatchString(reURLorMail.ReplaceAllString(norm, " "))
+	metaDone, meta := false, false
 	discount := func(loc []int) float64 {
+		if !metaDone {
+			metaDone = true
+			meta = reMetaWords.MatchString(reURLorMail.ReplaceAllString(norm, " "))
+		}
 		if quoted(loc) && meta {
 			return 0.15
 		}
@@ -60,52 +64,73 @@ func injectionCheck(s string) (float64, string) {
 		}
 		return 1
 	}
-	if loc := reOverride.FindStringIndex(norm); loc != nil {
-		note(1*discount(loc), "override", "asks the model to "+clip(norm[loc[0]:loc[1]], 60))
+	// Cheap substring gates keep the regular expressions off ordinary text.
+	hasObject := containsAny(norm, "instruction", "prompt", "rule", "direction", "guideline", "guidance", "directive", "order",
+		"command", "context", "constraint", "guardrail", "restriction", "programming", "polic", "message", "conditioning", "training")
+	if hasObject && containsAny(norm, "ignore", "disregard", "forget", "override", "bypass", "skip", "abandon", "discard", "neglect", "drop", "set aside", "throw out", "follow") {
+		if loc := reOverride.FindStringIndex(norm); loc != nil {
+			note(1*discount(loc), "override", "asks the model to "+clip(norm[loc[0]:loc[1]], 60))
+		}
 	}
-	if loc := reRole.FindStringIndex(norm); loc != nil {
-		end := min(loc[1]+40, len(norm))
-		note(0.6*discount(loc), "role", "reassigns the model's role: "+clip(norm[loc[0]:end], 60))
+	if containsAny(norm, " now", "pretend", "act as", "roleplay") {
+		if loc := reRole.FindStringIndex(norm); loc != nil {
+			end := min(loc[1]+40, len(norm))
+			note(0.6*discount(loc), "role", "reassigns the model's role: "+clip(norm[loc[0]:end], 60))
+		}
 	}
-	if loc := reMode.FindStringIndex(norm); loc != nil && !strings.HasSuffix(strings.TrimSpace(norm[loc[0]:loc[1]]), " mode") {
-		note(0.6*discount(loc), "mode", "claims a special mode: "+clip(norm[loc[0]:loc[1]], 40))
+	if strings.Contains(norm, " mode") {
+		if loc := reMode.FindStringIndex(norm); loc != nil && !strings.HasSuffix(strings.TrimSpace(norm[loc[0]:loc[1]]), " mode") {
+			note(0.6*discount(loc), "mode", "claims a special mode: "+clip(norm[loc[0]:loc[1]], 40))
+		}
 	}
 	// Forged role headers are judged on the original text: "SYSTEM:" in
 	// capitals mid-message is the tell; "System: Linux" in a log line is not.
-	if loc := reHeader.FindStringIndex(s); loc != nil {
-		h := s[loc[0]:loc[1]]
-		w := 0.5
-		if strings.Contains(h, "SYSTEM") || strings.Contains(h, "ADMIN") || strings.Contains(h, "[system") || strings.Contains(h, "<system") {
-			w = 0.8
+	if strings.ContainsAny(s, ":]>") && containsAny(norm, "system", "assistant", "developer", "admin", "operator") {
+		if loc := reHeader.FindStringIndex(s); loc != nil {
+			h := s[loc[0]:loc[1]]
+			w := 0.5
+			if strings.Contains(h, "SYSTEM") || strings.Contains(h, "ADMIN") || strings.Contains(h, "[system") || strings.Contains(h, "<system") {
+				w = 0.8
+			}
+			// A header followed by an imperative is a forged message.
+			rest := normalizeText(s[loc[1]-1 : min(len(s), loc[1]+200)])
+			if reDisclose.MatchString(rest) || reOverride.MatchString(rest) || reMode.MatchString(rest) || reCmtImper.MatchString(rest) {
+				w += 0.3
+			}
+			if w >= 0.7 {
+				hdr := strings.TrimLeft(h, ".!?#[< \t\n")
+				tail := s[loc[1]-1 : min(len(s), loc[1]+40)]
+				note(w*discount(loc), "header", "forged role header: "+clip(strings.TrimSpace(hdr[:len(hdr)-1]+tail), 60))
+			}
 		}
-		// A header followed by an imperative is a forged message.
-		rest := normalizeText(s[loc[1]-1 : min(len(s), loc[1]+200)])
-		if reDisclose.MatchString(rest) || reOverride.MatchString(rest) || reMode.MatchString(rest) || reCmtImper.MatchString(rest) {
-			w += 0.3
-		}
-		if w >= 0.7 {
-			hdr := strings.TrimLeft(h, ".!?#[< \t\n")
-			tail := s[loc[1]-1 : min(len(s), loc[1]+40)]
-			note(w*discount(loc), "header", "forged role header: "+clip(strings.TrimSpace(hdr[:len(hdr)-1]+tail), 60))
+	}
+	if containsAny(s, "<|", "[INST", "[/INST", "<<SYS") {
+		if loc := reChatTokens.FindStringIndex(s); loc != nil {
+			note(1*discount(loc), "tokens", "chat-template control token "+s[loc[0]:loc[1]])
 		}
 	}
-	if loc := reChatTokens.FindStringIndex(s); loc != nil {
-		note(1*discount(loc), "tokens", "chat-template control token "+s[loc[0]:loc[1]])
+	if containsAny(norm, "prompt", "instruction", "key", "credential", "password", "secret", "token", "environment", "env var") {
+		if loc := reDisclose.FindStringIndex(norm); loc != nil {
+			note(0.7*discount(loc), "disclose", "asks to "+clip(norm[loc[0]:loc[1]], 60))
+		}
 	}
-	if loc := reDisclose.FindStringIndex(norm); loc != nil {
-		note(0.7*discount(loc), "disclose", "asks to "+clip(norm[loc[0]:loc[1]], 60))
+	if len(kinds) > 0 && containsAny(norm, "not ", "n't", "never", "without") {
+		if loc := reSecrecy.FindStringIndex(norm); loc != nil {
+			note(0.5, "secrecy", "asks to hide the action: "+clip(norm[loc[0]:loc[1]], 40))
+		}
 	}
-	if loc := reSecrecy.FindStringIndex(norm); loc != nil && len(kinds) > 0 {
-		note(0.5, "secrecy", "asks to hide the action: "+clip(norm[loc[0]:loc[1]], 40))
+	if containsAny(norm, "ai:", "ai,", "ai :", "assistant", "agent", "model", "llm", "bot", "claude", "gpt", "copilot", "when you", "note to") {
+		if loc := reAddress.FindStringIndex(norm); loc != nil {
+			note(0.5*discount(loc), "address", "addresses the model directly: "+clip(norm[loc[0]:min(len(norm), loc[1]+30)], 60))
+		}
 	}
-	if loc := reAddress.FindStringIndex(norm); loc != nil {
-		note(0.5*discount(loc), "address", "addresses the model directly: "+clip(norm[loc[0]:min(len(norm), loc[1]+30)], 60))
-	}
-	for _, m := range reHTMLCmt.FindAllStringSubmatch(s, 8) {
-		body := normalizeText(m[1])
-		if reCmtImper.MatchString(body) && (reAddress.MatchString(body) || reSecrecy.MatchString(body) || reOverride.MatchString(body) || strings.Contains(body, "@") || strings.Contains(body, "you ")) {
-			note(1, "comment", "hidden HTML comment gives instructions: "+clip(strings.TrimSpace(body), 60))
-			break
+	if strings.Contains(s, "<!--") {
+		for _, m := range reHTMLCmt.FindAllStringSubmatch(s, 8) {
+			body := normalizeText(m[1])
+			if reCmtImper.MatchString(body) && (reAddress.MatchString(body) || reSecrecy.MatchString(body) || reOverride.MatchString(body) || strings.Contains(body, "@") || strings.Contains(body, "you ")) {
+				note(1, "comment", "hidden HTML comment gives instructions: "+clip(strings.TrimSpace(body), 60))
+				break
+			}
 		}
 	}
 	if best == 0 {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -33,7 +34,6 @@ var (
 	reAssign      = regexp.MustCompile(`(?i)([A-Za-z0-9_.\-]*(?:password|passwd|passphrase|pwd|secret|api[_-]?key|apikey|access[_-]?key|auth[_-]?token|access[_-]?token|refresh[_-]?token|client[_-]?secret|private[_-]?key|token|credential)[A-Za-z0-9_.\-]*)["']?\s*(?:=|:|=>)\s*["']?([^\s"',;<>{}()\[\]]{6,})`)
 	reBearer      = regexp.MustCompile(`(?i)\b(bearer|basic|token)\s+([A-Za-z0-9._~+/=-]{16,})`)
 	reURLPass     = regexp.MustCompile(`\b[a-z][a-z0-9+.-]*://[^/\s:@]+:([^/\s@]{3,})@[^\s/]+`)
-	reTokenish    = regexp.MustCompile(`[A-Za-z0-9+/_=.-]{24,}`)
 )
 
 // findSecrets scans a string for credentials.
@@ -100,20 +100,26 @@ func findSecrets(s string) []secretHit {
 	if strings.Contains(s, "PuTTY-User-Key-File") {
 		add("PuTTY private key", "", 1)
 	}
-	if strings.Contains(s, "://") {
+	if strings.Contains(s, "://") && strings.Contains(s, "@") {
 		if m := reURLPass.FindStringSubmatch(s); m != nil && !placeholder(m[1]) {
 			add("password in a URL", "", 0.8)
 		}
 	}
-	for _, m := range reAssign.FindAllStringSubmatch(s, 8) {
-		name, val := m[1], m[2]
-		if w := assignedSecret(name, val); w > 0 {
-			add(strings.ToLower(strings.Trim(name, "\"'"))+" value", "", w)
+	lower := strings.ToLower(s)
+	// Run the assignment pattern only in windows around its keywords.
+	for _, win := range keywordWindows(s, lower, assignKeywords, 8) {
+		for _, m := range reAssign.FindAllStringSubmatch(win, 4) {
+			name, val := m[1], m[2]
+			if w := assignedSecret(name, val); w > 0 {
+				add(strings.ToLower(strings.Trim(name, "\"'"))+" value", "", w)
+			}
 		}
 	}
-	for _, m := range reBearer.FindAllStringSubmatch(s, 4) {
-		if !placeholder(m[2]) && (entropy(m[2]) >= 3.5 || strings.EqualFold(m[1], "basic")) {
-			add(strings.ToLower(m[1])+" credential", "", 0.9)
+	for _, win := range keywordWindows(s, lower, bearerKeywords, 4) {
+		for _, m := range reBearer.FindAllStringSubmatch(win, 4) {
+			if !placeholder(m[2]) && (entropy(m[2]) >= 3.5 || strings.EqualFold(m[1], "basic")) {
+				add(strings.ToLower(m[1])+" credential", "", 0.9)
+			}
 		}
 	}
 	if len(hits) == 0 {
@@ -122,6 +128,51 @@ func findSecrets(s string) []secretHit {
 		}
 	}
 	return hits
+}
+
+var (
+	assignKeywords = []string{"pass", "pwd", "secret", "key", "token", "auth", "credential"}
+	bearerKeywords = []string{"bearer", "basic", "token"}
+)
+
+// keywordWindows returns up to n non-overlapping windows of s around the
+// occurrences of keywords in lower (s lower-cased, same length).
+func keywordWindows(s, lower string, keywords []string, n int) []string {
+	if len(lower) != len(s) {
+		lower = s // non-ASCII case mapping changed lengths: scan the whole text
+		return []string{s}
+	}
+	var spans [][2]int
+	for _, k := range keywords {
+		for off := 0; len(spans) < 64; {
+			i := strings.Index(lower[off:], k)
+			if i < 0 {
+				break
+			}
+			i += off
+			spans = append(spans, [2]int{max(0, i-96), min(len(s), i+len(k)+200)})
+			off = i + len(k)
+		}
+	}
+	if len(spans) == 0 {
+		return nil
+	}
+	slices.SortFunc(spans, func(a, b [2]int) int { return a[0] - b[0] })
+	var out []string
+	cur := spans[0]
+	for _, sp := range spans[1:] {
+		if sp[0] <= cur[1] {
+			cur[1] = max(cur[1], sp[1])
+			continue
+		}
+		out = append(out, s[cur[0]:cur[1]])
+		cur = sp
+	}
+	out = append(out, s[cur[0]:cur[1]])
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out
 }
 
 // isJWT reports whether three dot-separated base64url parts decode to a JSON
@@ -259,8 +310,7 @@ func highEntropyToken(s string) string {
 	if strings.Contains(s, "-----BEGIN") {
 		s = rePublicBlock.ReplaceAllString(s, " ")
 	}
-	locs := reTokenish.FindAllStringIndex(s, 64)
-	for _, l := range locs {
+	for _, l := range tokenRuns(s, 24, 64) {
 		tok := s[l[0]:l[1]]
 		if len(tok) > 200 || strings.Contains(tok, "/") && strings.Count(tok, "/") > 2 || strings.Count(tok, ".") > 2 || strings.Count(tok, "-") > 4 {
 			continue
@@ -282,6 +332,33 @@ func highEntropyToken(s string) string {
 		return tok
 	}
 	return ""
+}
+
+// tokenRuns returns the spans of runs of token characters ([A-Za-z0-9+/_=.-])
+// at least minLen long, at most n of them.
+func tokenRuns(s string, minLen, n int) [][2]int {
+	var out [][2]int
+	start := -1
+	for i := 0; i <= len(s); i++ {
+		tokenChar := false
+		if i < len(s) {
+			c := s[i]
+			tokenChar = isAlnum(c) || c == '+' || c == '/' || c == '_' || c == '=' || c == '.' || c == '-'
+		}
+		if tokenChar && start < 0 {
+			start = i
+		}
+		if !tokenChar && start >= 0 {
+			if i-start >= minLen {
+				out = append(out, [2]int{start, i})
+				if len(out) >= n {
+					return out
+				}
+			}
+			start = -1
+		}
+	}
+	return out
 }
 
 // encodedText reports whether a token is base64 of printable text: encoded

@@ -110,6 +110,11 @@ func runRiskEval(_ context.Context, e env, args []string) error {
 	if *minRecall < 0 || *minRecall > 1 || *maxFA < 0 || *maxFA > 1 {
 		return usageErr("risk eval: --min-recall and --max-false-alarm are fractions between 0 and 1")
 	}
+	switch *threshold {
+	case airlock.BandMedium, airlock.BandHigh, airlock.BandCritical:
+	default:
+		return usageErr("risk eval: --threshold must be medium, high or critical, not %q", *threshold)
+	}
 	var pol *policy.Policy
 	if *policyFile != "" {
 		if pol, err = policy.Load(*policyFile); err != nil {
@@ -500,6 +505,24 @@ func printEval(w io.Writer, name, band string, cut int, rs []evalResult, rep eva
 		title = "scorer + policy (rule points, deny tiers) + broker limits (over 1 MiB or deeper than 64: rejected by limits):"
 	}
 	matrix(title, rep.broker)
+	var limited, denied []string
+	for _, r := range rs {
+		if r.limits != "" {
+			limited = append(limited, r.line.ID+" ("+r.limits+")")
+		}
+		if r.policyDen != "" {
+			denied = append(denied, r.line.ID+" ("+oneLineText(r.policyDen, 60)+")")
+		}
+	}
+	if len(limited) > 0 {
+		fmt.Fprintf(w, "rejected by limits: %d: %s\n", len(limited), strings.Join(limited, "; "))
+	}
+	if len(denied) > 0 {
+		fmt.Fprintf(w, "policy denies: %d: %s\n", len(denied), strings.Join(denied, "; "))
+	}
+	if len(limited)+len(denied) > 0 {
+		fmt.Fprintln(w)
+	}
 	line := func(r evalResult) {
 		fmt.Fprintf(w, "  %-8s %-22s %-18s score %3d %-8s", r.line.ID, r.line.Family, r.call.Tool, r.risk.Score, r.risk.Band)
 		var notes []string
