@@ -1,0 +1,310 @@
+package sshconsole_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/charmbracelet/x/ansi"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/airlock/airlock"
+	"github.com/airlock/airlock/audit"
+	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/broker/client"
+	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/broker/risk"
+	"github.com/airlock/airlock/internal/sshconsole"
+	"github.com/airlock/airlock/tui"
+)
+
+const sshPolicy = `version: 1
+defaults: {unknown_tool: deny, pending_ttl: 2m}
+tools:
+  Bash: {tier: approve}
+`
+
+type realBroker struct {
+	srv    *server.Server
+	nc     *nats.Conn
+	b      *broker.Broker
+	log    *audit.Log
+	client *client.Client
+}
+
+func startBroker(t *testing.T) *realBroker {
+	t.Helper()
+	dir := t.TempDir()
+	pol, err := policy.Parse("ssh.yaml", []byte(sshPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &realBroker{}
+	h.srv, err = broker.StartEmbedded(broker.EmbeddedOptions{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(dir, "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.srv.Shutdown(); h.srv.WaitForShutdown() })
+	h.log, err = audit.Open(audit.PathIn(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.nc, err = nats.Connect(h.srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.b, err = broker.New(h.nc, broker.Config{Policy: pol, Audit: h.log, Scorer: risk.New(pol), Name: "ssh-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = h.b.Close(ctx)
+		h.nc.Close()
+		_ = h.log.Close(ctx)
+	})
+	h.client, err = client.New(h.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// clientBackend is the console's Backend over the Go client, as
+// `airlock console` wires it.
+type clientBackend struct{ c *client.Client }
+
+func (b clientBackend) Events(ctx context.Context) <-chan tui.Event {
+	out := make(chan tui.Event, 64)
+	go func() {
+		defer close(out)
+		for ev := range b.c.WatchPending(ctx) {
+			var te tui.Event
+			switch {
+			case ev.Snapshot != nil || (ev.Connection != nil && *ev.Connection):
+				te = tui.Event{Kind: tui.EventSnapshot, Pendings: append([]airlock.Pending{}, ev.Snapshot...)}
+			case ev.Connection != nil:
+				te = tui.Event{Kind: tui.EventConnection, Err: ev.Err}
+			case ev.Added != nil:
+				te = tui.Event{Kind: tui.EventAdded, Pending: ev.Added}
+			case ev.Removed != "":
+				te = tui.Event{Kind: tui.EventRemoved, CallID: ev.Removed}
+			default:
+				continue
+			}
+			select {
+			case out <- te:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
+func (b clientBackend) Decide(ctx context.Context, r airlock.Review) (airlock.ReviewReply, error) {
+	return b.c.Review(ctx, r)
+}
+
+func (b clientBackend) Recent(ctx context.Context, session string, n int) ([]airlock.DecisionRecord, error) {
+	return b.c.Recent(ctx, session, n)
+}
+
+func newKey(t *testing.T) (gossh.Signer, string) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, strings.TrimSpace(string(gossh.MarshalAuthorizedKey(s.PublicKey()))) + " bob@laptop"
+}
+
+// screen collects a session's output.
+type screen struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (s *screen) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *screen) text() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return ansi.Strip(s.buf.String())
+}
+
+func startConsole(t *testing.T, h *realBroker, reviewers map[string]string) string {
+	t.Helper()
+	srv, err := sshconsole.New(sshconsole.Config{
+		HostKeyPath: filepath.Join(t.TempDir(), "host_ed25519"),
+		Reviewers:   reviewers,
+		NewBackend:  func() tui.Backend { return clientBackend{h.client} },
+		Options:     tui.Options{Review: policy.Review{GraceMS: -1}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+func dial(addr string, signer gossh.Signer) (*gossh.Client, error) {
+	return gossh.Dial("tcp", addr, &gossh.ClientConfig{
+		User:            "bob",
+		Auth:            []gossh.AuthMethod{gossh.PublicKeys(signer)},
+		HostKeyCallback: gossh.InsecureIgnoreHostKey(),
+		Timeout:         10 * time.Second,
+	})
+}
+
+func TestApproveOverSSH(t *testing.T) {
+	h := startBroker(t)
+	signer, authorized := newKey(t)
+	addr := startConsole(t, h, map[string]string{authorized: "bob"})
+
+	decided := make(chan airlock.Decision, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		d, err := h.client.Submit(ctx, &airlock.ToolCall{ID: "ssh-call-1", Agent: "builder", User: "alice", Tool: "Bash",
+			Arguments: map[string]any{"command": "make deploy-staging"}})
+		if err != nil {
+			d.Reason = err.Error()
+		}
+		decided <- d
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if p, err := h.client.GetPending(context.Background(), "ssh-call-1"); err == nil && p != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the call never became pending")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	c, err := dial(addr, signer)
+	if err != nil {
+		t.Fatalf("ssh with the reviewer's key: %v", err)
+	}
+	defer c.Close()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if err := sess.RequestPty("xterm-256color", 40, 120, gossh.TerminalModes{}); err != nil {
+		t.Fatal(err)
+	}
+	var scr screen
+	sess.Stdout = &scr
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Shell(); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for !strings.Contains(scr.text(), "make deploy-staging") || !strings.Contains(scr.text(), "Bash") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the queue never showed the call; screen:\n%s", scr.text())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(scr.text(), "bob") {
+		t.Errorf("the status bar does not name the reviewer bob; screen:\n%s", scr.text())
+	}
+	if _, err := io.WriteString(stdin, "a"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-decided:
+		if d.Verdict != airlock.VerdictApproved || d.DecidedBy != "reviewer:bob" {
+			t.Fatalf("got %+v, want approved by reviewer:bob", d)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no decision after pressing a; screen:\n%s", scr.text())
+	}
+	_, _ = io.WriteString(stdin, "q")
+}
+
+func TestUnknownKeyRefused(t *testing.T) {
+	h := startBroker(t)
+	_, authorized := newKey(t)
+	addr := startConsole(t, h, map[string]string{authorized: "bob"})
+	stranger, _ := newKey(t)
+	c, err := dial(addr, stranger)
+	if err == nil {
+		c.Close()
+		t.Fatal("an unknown key was let in")
+	}
+	if !strings.Contains(err.Error(), "unable to authenticate") {
+		t.Fatalf("got %v, want an authentication failure", err)
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	nb := func() tui.Backend { return nil }
+	tests := []struct {
+		name string
+		cfg  sshconsole.Config
+		want string
+	}{
+		{"no-reviewers", sshconsole.Config{HostKeyPath: "k", NewBackend: nb}, "no reviewer keys"},
+		{"bad-key", sshconsole.Config{HostKeyPath: "k", NewBackend: nb, Reviewers: map[string]string{"ssh-ed25519 nonsense": "bob"}}, "reviewer bob"},
+		{"no-backend", sshconsole.Config{HostKeyPath: "k", Reviewers: map[string]string{"x": "bob"}}, "backend"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := sshconsole.New(tt.cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error mentioning %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestReviewersFromPolicy(t *testing.T) {
+	_, k := newKey(t)
+	got := sshconsole.ReviewersFromPolicy(&policy.Auth{Reviewers: map[string]policy.Identity{
+		"bob": {SSHKey: k}, "carol": {NKey: "UABC"},
+	}})
+	if len(got) != 1 || got[k] != "bob" {
+		t.Fatalf("got %v, want bob's key only", got)
+	}
+}
