@@ -135,7 +135,10 @@ func (b *Bwrap) Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 	defer slots.release(slot)
 	uid, _ := slotUIDs(slot) // bwrap maps exactly one uid: 1000 -> uid
-	cfg := childConfigFor(s)
+	cfg, err := childConfigFor(s)
+	if err != nil {
+		return Result{}, err
+	}
 	if b.landlockMin != 0 {
 		cfg.LandlockMin = b.landlockMin
 	}

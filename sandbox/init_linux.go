@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -56,6 +57,8 @@ type childConfig struct {
 	Hostname        string
 	LandlockMin     int
 	AllowInet       bool
+	// Seccomp is the assembled filter (the host assembles it once).
+	Seccomp []bpf.RawInstruction
 }
 
 func init() {
@@ -505,11 +508,10 @@ func finishAndExec(c childConfig, asRoot bool) error {
 		return err
 	}
 	// C10: the allow-list seccomp filter, last.
-	prog, err := seccompProgram(seccompOptions{AllowInet: c.AllowInet})
-	if err != nil {
-		return err
+	if len(c.Seccomp) == 0 {
+		return fmt.Errorf("sandbox: no seccomp filter in config")
 	}
-	if err := loadSeccomp(prog); err != nil {
+	if err := loadSeccomp(c.Seccomp); err != nil {
 		return err
 	}
 	if !asRoot {

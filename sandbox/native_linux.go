@@ -16,10 +16,12 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -216,9 +218,19 @@ func normalize(s Spec) (normSpec, error) {
 	return normSpec{Spec: s, env: env}, nil
 }
 
+// offFilter is the seccomp program for network-off runs, assembled once.
+var offFilter = sync.OnceValues(func() ([]bpf.RawInstruction, error) {
+	return seccompProgram(seccompOptions{})
+})
+
 // childConfigFor is the helper's configuration for a normalized spec.
-func childConfigFor(s normSpec) childConfig {
+func childConfigFor(s normSpec) (childConfig, error) {
+	filter, err := offFilter()
+	if err != nil {
+		return childConfig{}, err
+	}
 	return childConfig{
+		Seccomp:     filter,
 		Argv:        s.Argv,
 		Env:         s.env,
 		Workspace:   s.Workspace,
@@ -233,7 +245,7 @@ func childConfigFor(s normSpec) childConfig {
 		Nproc:       uint64(s.Pids) + 16,
 		Hostname:    "sandbox",
 		LandlockMin: MinLandlockABI,
-	}
+	}, nil
 }
 
 var runSeq atomic.Uint64
@@ -256,7 +268,10 @@ func (n *Native) Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 	defer slots.release(slot)
 	lo, _ := slotUIDs(slot)
-	cfg := childConfigFor(s)
+	cfg, err := childConfigFor(s)
+	if err != nil {
+		return Result{}, err
+	}
 	if n.landlockMin != 0 {
 		cfg.LandlockMin = n.landlockMin
 	}
