@@ -692,3 +692,32 @@ func TestEvaluateConcurrent(t *testing.T) {
 		<-done
 	}
 }
+
+func TestCompileCond(t *testing.T) {
+	c, err := CompileCond(`call.tool == "send_email" && args.to.all(r, r.endsWith("@acme.com"))`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		call airlock.ToolCall
+		want bool
+		err  bool
+	}{
+		{"match", airlock.ToolCall{Tool: "send_email", Arguments: map[string]any{"to": []any{"a@acme.com"}}}, true, false},
+		{"other-domain", airlock.ToolCall{Tool: "send_email", Arguments: map[string]any{"to": []any{"a@evil.com"}}}, false, false},
+		{"missing-arg", airlock.ToolCall{Tool: "send_email"}, false, false},
+		{"wrong-type", airlock.ToolCall{Tool: "send_email", Arguments: map[string]any{"to": 5}}, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := c.Match(&tt.call)
+			if got != tt.want || (err != nil) != tt.err {
+				t.Errorf("got %v, %v; want %v, error %v", got, err, tt.want, tt.err)
+			}
+		})
+	}
+	if _, err := CompileCond(`args.x +`); err == nil || !strings.Contains(err.Error(), "policy: condition") {
+		t.Errorf("bad condition: got %v", err)
+	}
+}
