@@ -277,10 +277,13 @@ func TestTierNeverBelowTool(t *testing.T) {
 }
 
 func TestLoadShippedPolicies(t *testing.T) {
-	fixtures, _ := filepath.Glob("/work/shared/checks/fixtures/*.yaml")
-	files := append([]string{"testdata/design.yaml", "../../examples/policy.yaml"}, fixtures...)
+	// The contract checks' fixtures, copied into testdata (and read from the
+	// shared checkout too when it is there, in case they changed).
+	fixtures, _ := filepath.Glob("testdata/fixtures/*.yaml")
+	shared, _ := filepath.Glob("/work/shared/checks/fixtures/*.yaml")
+	files := append(append([]string{"testdata/design.yaml", "../../examples/policy.yaml"}, fixtures...), shared...)
 	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
+		t.Run(f, func(t *testing.T) {
 			p, err := Load(f)
 			if err != nil {
 				t.Fatalf("Load: %v", err)
