@@ -27,6 +27,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/airlock/airlock"
+	"github.com/airlock/airlock/broker/metrics"
 	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/broker/ratelimit"
 	"github.com/airlock/airlock/sandbox"
@@ -58,6 +59,8 @@ type Config struct {
 	Replicas int                // JetStream replicas for the buckets, default 1
 	// MaxInFlight bounds concurrently handled requests (default 8192).
 	MaxInFlight int
+	// Metrics, when set, counts calls, waits, refusals, runs and audit writes.
+	Metrics *metrics.Metrics
 	Logger      *slog.Logger
 	Clock       func() time.Time
 }
@@ -117,6 +120,9 @@ func New(nc *nats.Conn, cfg Config) (*Broker, error) {
 		js:     js,
 		sem:    make(chan struct{}, cfg.MaxInFlight),
 		recent: newRecentLog(10000, 20),
+	}
+	if cfg.Metrics != nil {
+		b.cfg.Audit = timedAuditor{next: cfg.Audit, m: cfg.Metrics}
 	}
 	b.pol.Store(cfg.Policy)
 	return b, nil
@@ -233,6 +239,19 @@ func respondJSON(req micro.Request, v any) {
 		b = []byte(`{"verdict":"rejected","reason":"internal error encoding the reply"}`)
 	}
 	_ = req.Respond(b)
+}
+
+// timedAuditor measures every append for the metrics.
+type timedAuditor struct {
+	next airlock.Auditor
+	m    *metrics.Metrics
+}
+
+func (a timedAuditor) Append(ctx context.Context, ev airlock.Event) (airlock.Receipt, error) {
+	start := time.Now()
+	r, err := a.next.Append(ctx, ev)
+	a.m.AuditWrite(time.Since(start), err)
+	return r, err
 }
 
 // handleLimits serves `airlock limits`.

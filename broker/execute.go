@@ -23,6 +23,7 @@ func (b *Broker) execute(ctx context.Context, call *airlock.ToolCall, rev uint64
 	start := b.now()
 	finish := func() airlock.Decision {
 		d.Execution = ex
+		b.cfg.Metrics.SandboxRun(ex.Backend, ex.LimitHit, b.now().Sub(start))
 		if _, err := b.cfg.Audit.Append(ctx, airlock.Event{Kind: airlock.EventExecution, CallID: call.ID, TS: b.now().UTC(),
 			Payload: airlock.ExecRecord{CallID: call.ID, Profile: profile, Execution: ex}}); err != nil {
 			b.log.Error("audit execution", "call", call.ID, "err", err)

@@ -237,7 +237,7 @@ func (b *Broker) decideClaimed(ctx context.Context, call, effective *airlock.Too
 	if err := b.st.deletePending(ctx, call.ID); err != nil {
 		b.log.Warn("leave queue", "call", call.ID, "err", err)
 	}
-	b.afterDecision(call, d)
+	b.afterDecision(call, d, time.Duration(drec.WaitedMS)*time.Millisecond)
 	if runs {
 		b.spawn(func() {
 			out := b.execute(b.ctx, effective, nrev, d, tool)
@@ -290,6 +290,7 @@ func (b *Broker) expireDue(ctx context.Context) {
 		}
 		return
 	}
+	b.cfg.Metrics.Pending(len(ps))
 	now := b.now()
 	for _, p := range ps {
 		if now.Before(p.ExpiresAt) {

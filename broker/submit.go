@@ -105,6 +105,7 @@ func (b *Broker) evaluate(ctx context.Context, call *airlock.ToolCall, rev uint6
 			return b.finishUnrecorded(ctx, call, rev, b.failClosed(call, ReasonLimitsUnavailable, err))
 		}
 		if refused != nil {
+			b.cfg.Metrics.RateLimited(refused.Dimension)
 			d.Verdict = airlock.VerdictRateLimited
 			d.DecidedBy = "ratelimit"
 			d.RateLimit = refused
@@ -307,10 +308,10 @@ func (b *Broker) finalize(ctx context.Context, call *airlock.ToolCall, rev uint6
 		if runs {
 			d.Execution = &airlock.Execution{Error: "not run: the call record could not be updated (" + err.Error() + ")", LimitHit: "interrupted"}
 		}
-		b.afterDecision(call, d)
+		b.afterDecision(call, d, 0)
 		return d
 	}
-	b.afterDecision(call, d)
+	b.afterDecision(call, d, 0)
 	if runs {
 		d = b.execute(ctx, call, nrev, d, tool)
 	}
@@ -319,7 +320,8 @@ func (b *Broker) finalize(ctx context.Context, call *airlock.ToolCall, rev uint6
 }
 
 // afterDecision does the bookkeeping every final decision needs.
-func (b *Broker) afterDecision(call *airlock.ToolCall, d airlock.Decision) {
+func (b *Broker) afterDecision(call *airlock.ToolCall, d airlock.Decision, waited time.Duration) {
+	b.cfg.Metrics.Decision(string(d.Tier), string(d.Verdict), d.DecidedBy, waited)
 	if b.cfg.Scorer != nil {
 		b.cfg.Scorer.Observe(call, d.Verdict)
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/airlock/airlock/audit"
 	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/broker/metrics"
 	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/broker/ratelimit"
 	"github.com/airlock/airlock/broker/risk"
@@ -39,6 +42,7 @@ type serveConfig struct {
 	Limits   string // kv or memory
 	Replicas int
 	MaxBytes int
+	Metrics  string // HOST:PORT for Prometheus metrics, empty: off
 }
 
 func (c *serveConfig) Validate() error {
@@ -73,6 +77,7 @@ func runServe(ctx context.Context, e env) error {
 	fs.StringVar(&c.Limits, "limits-store", "kv", "where rate-limit usage lives: kv (JetStream, survives restarts, shared) or memory")
 	fs.IntVar(&c.Replicas, "replicas", 1, "JetStream replicas for airlock's buckets (3 on a cluster)")
 	fs.IntVar(&c.MaxBytes, "max-bytes", broker.DefaultMaxBytes, "largest call accepted, in bytes")
+	fs.StringVar(&c.Metrics, "metrics", "", "serve Prometheus metrics on HOST:PORT (/metrics)")
 	if err := parseFlags(fs, e.Args); err != nil {
 		return err
 	}
@@ -141,6 +146,9 @@ type service struct {
 	Audit  *audit.Log
 	nats   *server.Server
 	nc     *nats.Conn
+	http   *http.Server
+	// MetricsURL is where /metrics is served, when enabled.
+	MetricsURL string
 }
 
 // startServe wires policy, audit, limits, risk, sandbox and the broker.
@@ -190,7 +198,22 @@ func startServe(ctx context.Context, c serveConfig, logger *slog.Logger) (*servi
 		}
 		lim = ratelimit.New(pol.Limits, store, ratelimit.WithLogger(logger.With("subsystem", "ratelimit")))
 	}
+	var m *metrics.Metrics
+	if c.Metrics != "" {
+		reg := metrics.NewRegistry()
+		m = metrics.New(reg)
+		ln, err := net.Listen("tcp", c.Metrics)
+		if err != nil {
+			return nil, fmt.Errorf("--metrics %s: %w", c.Metrics, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.Handler(reg))
+		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		s.MetricsURL = "http://" + ln.Addr().String() + "/metrics"
+		go func() { _ = s.http.Serve(ln) }()
+	}
 	b, err := broker.New(s.nc, broker.Config{
+		Metrics:  m,
 		Prefix:   c.Prefix,
 		Policy:   pol,
 		Audit:    s.Audit,
@@ -233,6 +256,9 @@ func limitStore(ctx context.Context, nc *nats.Conn, c serveConfig) (ratelimit.St
 // Close stops the broker, then the audit log, then NATS: nothing half-written.
 func (s *service) Close(ctx context.Context) error {
 	var errs []error
+	if s.http != nil {
+		_ = s.http.Shutdown(ctx)
+	}
 	if s.Broker != nil {
 		errs = append(errs, s.Broker.Close(ctx))
 	}
