@@ -61,8 +61,8 @@ type Config struct {
 	MaxInFlight int
 	// Metrics, when set, counts calls, waits, refusals, runs and audit writes.
 	Metrics *metrics.Metrics
-	Logger      *slog.Logger
-	Clock       func() time.Time
+	Logger  *slog.Logger
+	Clock   func() time.Time
 }
 
 // Broker is a running broker.
