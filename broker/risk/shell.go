@@ -83,6 +83,9 @@ func analyzeShell(cmd string, depth int) shellFacts {
 			}
 		case *syntax.FuncDecl:
 			// A function that pipes into itself in the background is a fork bomb.
+			if n.Name == nil || n.Body == nil {
+				return true
+			}
 			name := n.Name.Value
 			forkBomb := false
 			syntax.Walk(n.Body, func(m syntax.Node) bool {
