@@ -148,7 +148,6 @@ func verdictOf(r policy.Result) string {
 
 func runPolicyTest(ctx context.Context, e env, args []string) error {
 	fs := newPolicyFlags(e, "test", "FILE CASES.jsonl")
-	verbose := fs.Bool("v", false, "print the reason of passing cases too")
 	pos, err := policyFlags(fs, args)
 	if err != nil {
 		return err
@@ -198,11 +197,7 @@ func runPolicyTest(ctx context.Context, e env, args []string) error {
 			continue
 		}
 		passed++
-		if *verbose {
-			fmt.Fprintf(e.Stdout, "PASS %s %s: %s\n", where, label, got)
-		} else {
-			fmt.Fprintf(e.Stdout, "PASS %s %s: %s\n", where, label, r.Tier)
-		}
+		fmt.Fprintf(e.Stdout, "PASS %s %s: %s\n", where, label, got)
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("policy test: read %s: %w", name, err)

@@ -136,7 +136,7 @@ agents:
 			`{"call": {"agent": "support-bot", "tool": "read_file", "arguments": {"path": "x"}}, "want_verdict": "denied", "want_reason": "manifest"}`,
 			`{"call": {"agent": "a", "tool": "nope", "arguments": {}}, "want": "deny"}`,
 			`{"call": {"agent": "a", "tool": "read_file", "arguments": {"path": "docs"}}, "want_verdict": "approved", "want_rule": ""}`,
-		), 0, []string{`(?m)^PASS .*cases.jsonl:3 a search_web: auto$`, `(?m)^PASS .*cases.jsonl:4 sensitive: approve$`, `(?m)^5 passed, 0 failed$`}},
+		), 0, []string{`(?m)^PASS .*cases.jsonl:3 a search_web: auto \(search_web is an auto-tier tool\)$`, `(?m)^PASS .*cases.jsonl:4 sensitive: approve \(sensitive path \(rule 0\)\)$`, `(?m)^5 passed, 0 failed$`}},
 		{"mismatch", cases(
 			`{"name": "wrong tier", "call": {"agent": "a", "tool": "delete_record", "arguments": {}}, "want": "approve"}`,
 			`{"call": {"agent": "a", "tool": "search_web", "arguments": {}}, "want": "auto"}`,
