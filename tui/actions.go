@@ -194,6 +194,15 @@ func (m *Model) editKey(external bool) tea.Cmd {
 		ed := &extEdit{ctx: m.ctx, fn: m.opts.EditExternal, in: []byte(doc)}
 		return tea.Exec(ed, func(err error) tea.Msg { return editedMsg{doc: ed.out, err: err} })
 	}
+	if len(doc) > inlineEditMax {
+		m.act = nil
+		if m.opts.EditExternal != nil {
+			m.setStatus(fmt.Sprintf("too large to edit inline (%d bytes): E opens your editor", len(doc)), true)
+		} else {
+			m.setStatus(fmt.Sprintf("too large to edit inline (%d bytes)", len(doc)), true)
+		}
+		return nil
+	}
 	m.mode = modeEdit
 	m.sizeEditor()
 	m.editor.SetValue(doc)

@@ -70,6 +70,9 @@ const (
 	historyMax   = 1000
 	valueLimit   = 2048 // bytes of one argument value shown before "… N more bytes"
 	noticeFor    = 10 * time.Second
+	// inlineEditMax bounds the inline editor (bubbles' textarea slows down
+	// on long lines); larger arguments are edited with E in $EDITOR.
+	inlineEditMax = 8 << 10
 )
 
 type tab int
