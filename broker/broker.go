@@ -59,6 +59,9 @@ type Config struct {
 	Replicas int                // JetStream replicas for the buckets, default 1
 	// MaxInFlight bounds concurrently handled requests (default 8192).
 	MaxInFlight int
+	// Exclusive says this broker is the only one on its NATS system (the
+	// embedded deployment): at start, every run left "executing" is orphaned.
+	Exclusive bool
 	// Metrics, when set, counts calls, waits, refusals, runs and audit writes.
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
@@ -151,9 +154,7 @@ func (b *Broker) Start(ctx context.Context) error {
 	}
 	b.st = st
 	b.ctx, b.cancel = context.WithCancel(context.Background())
-	if err := b.recover(ctx); err != nil {
-		return err
-	}
+	b.recover(ctx, true)
 	svc, err := micro.AddService(b.nc, micro.Config{
 		Name:        "airlock",
 		Version:     Version,

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -59,6 +60,17 @@ func (b *Broker) execute(ctx context.Context, call *airlock.ToolCall, rev uint64
 		ex.ExitCode = -1
 		return finish()
 	}
+	timeout := spec.WallTimeout
+	if timeout <= 0 {
+		timeout = sandbox.Defaults.WallTimeout
+	}
+	idx, _ := json.Marshal(execIndex{Broker: b.cfg.Name, Started: start, Deadline: start.Add(timeout + time.Minute)})
+	if _, err := b.st.state.Put(ctx, execIndexPrefix+call.ID, idx); err != nil {
+		ex.Error = "not run: " + ReasonStateUnavailable + ": " + err.Error()
+		ex.ExitCode = -1
+		return finish()
+	}
+	defer func() { _ = b.st.state.Delete(context.WithoutCancel(ctx), execIndexPrefix+call.ID) }()
 	res, err := runner.Run(ctx, spec)
 	ex.DurationMS = b.now().Sub(start).Milliseconds()
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/airlock/airlock"
@@ -271,6 +272,7 @@ func (b *Broker) expireLoop() {
 	defer b.wg.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	tick := 0
 	for {
 		select {
 		case <-b.ctx.Done():
@@ -278,6 +280,9 @@ func (b *Broker) expireLoop() {
 		case <-t.C:
 			b.expireDue(b.ctx)
 			b.expireGrants(b.ctx)
+			if tick++; tick%15 == 0 {
+				b.recover(b.ctx, false)
+			}
 		}
 	}
 }
@@ -297,6 +302,10 @@ func (b *Broker) expireDue(ctx context.Context) {
 			continue
 		}
 		rec, rev, found, err := b.st.get(ctx, p.Call.ID)
+		if err == nil && found && rec.State == stateDeciding {
+			b.unstick(ctx, p.Call.ID)
+			continue
+		}
 		if err != nil || !found || rec.State != statePending {
 			if err == nil && (!found || rec.State == stateDecided) {
 				_ = b.st.deletePending(ctx, p.Call.ID)
@@ -325,39 +334,57 @@ func (b *Broker) expireDue(ctx context.Context) {
 	}
 }
 
-// recover finishes what a previous broker left half-done: sandbox runs that
-// were under way are recorded as interrupted (never re-run), and calls stuck
-// in "deciding" go back to the queue.
-func (b *Broker) recover(ctx context.Context) error {
-	lister, err := b.st.calls.ListKeys(ctx)
+// recover finishes what a dead broker left half-done: sandbox runs that
+// were under way are recorded as interrupted, never re-run. In-flight runs
+// are indexed in the state bucket (exec.<id>), so this never scans every
+// call. With Exclusive (the embedded, single-broker deployment) every
+// indexed run is orphaned at start; in a fleet, a run is orphaned once its
+// deadline (timeout plus grace) has passed without its broker finishing it.
+func (b *Broker) recover(ctx context.Context, starting bool) {
+	lister, err := b.st.state.ListKeysFiltered(ctx, execIndexPrefix+">")
 	if err != nil {
-		return fmt.Errorf("broker: recover: %w", err)
+		if ctx.Err() == nil {
+			b.log.Warn("recover: list runs", "err", err)
+		}
+		return
 	}
 	var keys []string
 	for k := range lister.Keys() {
 		keys = append(keys, k)
 	}
 	_ = lister.Stop()
-	for _, id := range keys {
-		rec, rev, found, err := b.st.get(ctx, id)
-		if err != nil || !found {
+	now := b.now()
+	for _, key := range keys {
+		e, err := b.st.state.Get(ctx, key)
+		if err != nil {
 			continue
 		}
-		switch rec.State {
-		case stateExecuting:
-			if b.now().Sub(rec.ClaimedAt) < evaluatingTimeout && rec.ClaimedBy != b.cfg.Name {
-				continue // another live broker may be running it
-			}
-			b.interrupt(ctx, id, rec, rev)
-		case stateDeciding:
-			if b.now().Sub(rec.UpdatedAt) < evaluatingTimeout && !strings.HasSuffix(rec.ClaimedBy, b.cfg.Name) {
-				continue
-			}
-			rec.State = statePending
-			rec.ClaimedBy = ""
-			rec.UpdatedAt = b.now()
-			_, _ = b.st.update(ctx, id, rec, rev)
+		var run execIndex
+		if json.Unmarshal(e.Value(), &run) != nil {
+			continue
 		}
+		orphan := now.After(run.Deadline) || (starting && b.cfg.Exclusive) || (starting && run.Broker == b.cfg.Name)
+		if !orphan {
+			continue
+		}
+		id := strings.TrimPrefix(key, execIndexPrefix)
+		rec, rev, found, err := b.st.get(ctx, id)
+		if err == nil && found && rec.State == stateExecuting {
+			b.interrupt(ctx, id, rec, rev)
+		}
+		_ = b.st.state.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
 	}
-	return nil
+}
+
+// unstick returns a call whose reviewer claim was never finished (its
+// broker died between claim and decision) to the queue.
+func (b *Broker) unstick(ctx context.Context, id string) {
+	rec, rev, found, err := b.st.get(ctx, id)
+	if err != nil || !found || rec.State != stateDeciding || b.now().Sub(rec.UpdatedAt) < evaluatingTimeout {
+		return
+	}
+	rec.State = statePending
+	rec.ClaimedBy = ""
+	rec.UpdatedAt = b.now()
+	_, _ = b.st.update(ctx, id, rec, rev)
 }

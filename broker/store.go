@@ -42,6 +42,16 @@ type callRecord struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
+// execIndexPrefix indexes sandbox runs under way in the state bucket.
+const execIndexPrefix = "exec."
+
+// execIndex is one run under way.
+type execIndex struct {
+	Broker   string    `json:"broker"`
+	Started  time.Time `json:"started"`
+	Deadline time.Time `json:"deadline"`
+}
+
 // store wraps the JetStream KV buckets.
 type store struct {
 	calls   jetstream.KeyValue

@@ -223,6 +223,8 @@ func startServe(ctx context.Context, c serveConfig, logger *slog.Logger) (*servi
 		MaxBytes: c.MaxBytes,
 		Replicas: c.Replicas,
 		Logger:   logger,
+		// Embedded NATS: this broker is alone on it.
+		Exclusive: c.NATS == "",
 	})
 	if err != nil {
 		return nil, err

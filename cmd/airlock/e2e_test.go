@@ -200,3 +200,12 @@ func TestServeWithExternalNATS(t *testing.T) {
 		t.Fatalf("usage error exit %d, want 2", got)
 	}
 }
+
+func dialable(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
