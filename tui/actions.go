@@ -120,6 +120,12 @@ func (m *Model) tryApprove(r *row, edited map[string]any, confirmed bool) tea.Cm
 		m.setStatus("nothing to approve yet: the batch's calls just arrived", false)
 		return nil
 	}
+	for _, it := range items {
+		if it.waiting || m.approvedByMe(&it.p) {
+			m.setStatus("you already approved "+it.id+"; a different reviewer must approve it", true)
+			return nil
+		}
+	}
 	if wait := m.rateWait(); wait > 0 {
 		m.setStatus(fmt.Sprintf("rate guard: %d approvals in the last minute; approvals paused for %s — take a breath and read",
 			len(m.approvals), fmtSecs(wait)), true)
@@ -546,6 +552,18 @@ func (m *Model) DecisionsToday() int {
 		n++
 	}
 	return n
+}
+
+// approvedByMe reports whether this reviewer's approval is already recorded
+// on a call that needs more than one.
+func (m *Model) approvedByMe(p *airlock.Pending) bool {
+	me := m.opts.Reviewer
+	for _, a := range p.Approvals {
+		if me != "" && (a == me || a == "reviewer:"+me) {
+			return true
+		}
+	}
+	return false
 }
 
 // telemetry summarises this reviewer's session: decisions, approval rate,

@@ -501,6 +501,21 @@ func TestTwoPersonWaiting(t *testing.T) {
 	if s := h.screen(); !strings.Contains(s, "a second reviewer must approve") {
 		t.Errorf("screen does not say a second approval is needed:\n%s", s)
 	}
+	h.wait(time.Second)
+	h.press("a")
+	if got := len(h.b.sent()); got != 1 {
+		t.Errorf("got %d reviews, want the second approval by the same reviewer refused locally", got)
+	}
+	if s := h.screen(); !strings.Contains(s, "you already approved a; a different reviewer must approve it") {
+		t.Errorf("screen:\n%s", s)
+	}
+	// The broker republishes the call with the approval recorded.
+	p := pending("a", "bot", "read_file", 10, map[string]any{"path": "/tmp/a"})
+	p.Approvals = []string{"reviewer:alice"}
+	h.add(p)
+	if s := h.screen(); !strings.Contains(s, "approved so far by: reviewer:alice") {
+		t.Errorf("detail does not list the approvals:\n%s", s)
+	}
 }
 
 func TestTabsFeedHistoryHelp(t *testing.T) {
