@@ -209,3 +209,5 @@ func dialable(addr string) bool {
 	c.Close()
 	return true
 }
+
+func interruptSignal() os.Signal { return os.Interrupt }
