@@ -32,7 +32,7 @@ func summarize(c *airlock.ToolCall) string {
 	}
 	// Tool-aware: the most telling argument first.
 	first := ""
-	switch layoutOf(c) {
+	switch layoutOf(c.Tool, args) {
 	case layoutSQL:
 		first = sqlKey(args)
 	case layoutCode:
@@ -164,9 +164,8 @@ const (
 	layoutEmail
 )
 
-func layoutOf(c *airlock.ToolCall) layout {
-	t := strings.ToLower(c.Tool)
-	args := c.Arguments
+func layoutOf(tool string, args map[string]any) layout {
+	t := strings.ToLower(tool)
 	switch {
 	case (strings.Contains(t, "mail") || args["subject"] != nil) && args["to"] != nil:
 		return layoutEmail
@@ -222,7 +221,7 @@ func (m *Model) argLines(c *airlock.ToolCall, args map[string]any, width int, ex
 		}
 		return s, st.Warn.Render(fmt.Sprintf("… %d more bytes (x to expand)", more))
 	}
-	switch layoutOf(c) {
+	switch layoutOf(c.Tool, args) {
 	case layoutSQL:
 		k := sqlKey(args)
 		q, more := clip(args[k].(string))

@@ -272,12 +272,12 @@ func New(b Backend, opts Options) *Model {
 	}
 	m.help.Styles = m.styles.Help
 	m.now = m.clock()
-	m.input = newInput(m.styles)
+	m.input = newInput()
 	m.editor = newEditor()
 	return m
 }
 
-func newInput(s Styles) textinput.Model {
+func newInput() textinput.Model {
 	in := textinput.New()
 	st := in.Styles()
 	st.Cursor.Blink = false

@@ -692,3 +692,15 @@ func TestBackgroundColourSwitchesStyles(t *testing.T) {
 		t.Errorf("got the same title colour on light and dark backgrounds: %v", dark)
 	}
 }
+
+func TestEditChangingTheLayoutField(t *testing.T) {
+	h := newHarness(t, policy.Review{})
+	h.add(pending("a", "bot", "execute_sql", 10, map[string]any{"query": "SELECT 1"}))
+	h.wait(time.Second)
+	h.press("e")
+	h.m.editor.SetValue(`{"query": 42}`)
+	h.press("ctrl+s")
+	if s := h.screen(); !strings.Contains(s, `"query": 42`) {
+		t.Errorf("the edited arguments are not shown as JSON:\n%s", s)
+	}
+}
