@@ -9,6 +9,7 @@
 package metrics
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"time"
@@ -16,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/airlock/airlock"
 )
 
 // Metrics holds airlock's collectors.
@@ -197,4 +200,26 @@ func label(s, empty string) string {
 		}
 	}
 	return b.String()
+}
+
+// Auditor wraps an audit log so that every Append is timed and its errors
+// counted (airlock_audit_write_seconds, airlock_audit_errors_total). A nil
+// *Metrics returns a unchanged.
+func (m *Metrics) Auditor(a airlock.Auditor) airlock.Auditor {
+	if m == nil || a == nil {
+		return a
+	}
+	return &timedAuditor{a: a, m: m}
+}
+
+type timedAuditor struct {
+	a airlock.Auditor
+	m *Metrics
+}
+
+func (t *timedAuditor) Append(ctx context.Context, ev airlock.Event) (airlock.Receipt, error) {
+	start := time.Now()
+	r, err := t.a.Append(ctx, ev)
+	t.m.AuditWrite(time.Since(start), err)
+	return r, err
 }

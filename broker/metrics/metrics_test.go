@@ -1,6 +1,7 @@
 package metrics_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlock/airlock"
+	"github.com/airlock/airlock/audit"
 	"github.com/airlock/airlock/broker/metrics"
 )
 
@@ -116,5 +119,40 @@ func BenchmarkDecision(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		m.Decision("approve", "approved", "reviewer:bob", time.Second)
+	}
+}
+
+func TestAuditorWrapper(t *testing.T) {
+	reg := metrics.NewRegistry()
+	m := metrics.New(reg)
+	dir := t.TempDir()
+	log, err := audit.Open(audit.PathIn(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a := m.Auditor(log)
+	for i := range 3 {
+		if _, err := a.Append(ctx, airlock.Event{Kind: airlock.EventPolicy, TS: time.Now(), Payload: map[string]int{"n": i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := log.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Append(ctx, airlock.Event{Kind: airlock.EventPolicy, TS: time.Now(), Payload: map[string]int{"n": 9}}); err == nil {
+		t.Fatal("append to a closed log succeeded")
+	}
+	srv := httptest.NewServer(metrics.Handler(reg))
+	defer srv.Close()
+	got := scrape(t, srv)
+	for _, w := range []string{"airlock_audit_write_seconds_count 4", "airlock_audit_errors_total 1"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("scrape lacks %q", w)
+		}
+	}
+	var nilM *metrics.Metrics
+	if nilM.Auditor(log) != airlock.Auditor(log) {
+		t.Error("a nil *Metrics must return the auditor unchanged")
 	}
 }
