@@ -526,6 +526,9 @@ func (m *Model) onKey(msg tea.KeyPressMsg) tea.Cmd {
 	case key.Matches(msg, k.Expand):
 		m.expand = !m.expand
 		return nil
+	case msg.IsRepeat && (key.Matches(msg, k.Approve) || key.Matches(msg, k.Deny) || key.Matches(msg, k.Edit)):
+		m.setStatus("key ignored: a held-down key never decides", false)
+		return nil
 	case key.Matches(msg, k.Approve):
 		return m.approveKey()
 	case key.Matches(msg, k.Deny):

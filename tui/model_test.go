@@ -704,3 +704,13 @@ func TestEditChangingTheLayoutField(t *testing.T) {
 		t.Errorf("the edited arguments are not shown as JSON:\n%s", s)
 	}
 }
+
+func TestHeldDownKeyNeverDecides(t *testing.T) {
+	h := newHarness(t, policy.Review{})
+	h.add(pending("a", "bot", "read_file", 10, map[string]any{"path": "/tmp/a"}))
+	h.wait(time.Second)
+	h.send(tea.KeyPressMsg{Code: 'a', Text: "a", IsRepeat: true})
+	if got := h.b.sent(); len(got) != 0 {
+		t.Fatalf("got %+v, want a repeated key ignored", got)
+	}
+}
