@@ -78,7 +78,7 @@ type hot struct{ cur, prev int64 }
 
 // cell is the state of one key of one kind: everything O(1).
 type cell struct {
-	rates         []rate
+	rates         []rate // inl[:n] when n ≤ inlineRates: one allocation per cell
 	hot           []hot
 	hotStart      int64 // start of the current pressure bucket
 	hotAt         int64 // time at ≥ 90% is counted up to here
@@ -87,21 +87,48 @@ type cell struct {
 	messages      int64
 	seen          int64 // last charge
 	pin           int32 // in use by a reservation in progress (MemoryStore)
+	key           ckey  // the key (MemoryStore)
+	inl           [inlineRates]rate
+	hinl          [inlineRates]hot
 }
 
+// inlineRates is how many budgets a cell holds without a second allocation.
+const inlineRates = 4
+
 func newCell(kp *kindPlan) *cell {
-	c := &cell{rates: make([]rate, len(kp.rates))}
-	if kp.pressure {
-		c.hot = make([]hot, len(kp.rates))
-	}
+	c := &cell{}
+	c.setSlices(kp)
 	return c
 }
 
-func (c *cell) reset() {
-	clear(c.rates)
-	clear(c.hot)
+func (c *cell) setSlices(kp *kindPlan) {
+	n := len(kp.rates)
+	if n <= inlineRates {
+		c.rates = c.inl[:n:n]
+	} else {
+		c.rates = make([]rate, n)
+	}
+	c.hot = nil
+	if kp.pressure {
+		if n <= inlineRates {
+			c.hot = c.hinl[:n:n]
+		} else {
+			c.hot = make([]hot, n)
+		}
+	}
+}
+
+// reset makes a recycled cell fresh for kp (the plan it was made for).
+func (c *cell) reset(kp *kindPlan) {
 	rates, hots := c.rates, c.hot
-	*c = cell{rates: rates, hot: hots}
+	clear(rates)
+	clear(hots)
+	*c = cell{}
+	if len(rates) > inlineRates {
+		c.rates, c.hot = rates, hots
+		return
+	}
+	c.setSlices(kp)
 }
 
 func (c *cell) liveInflight(now int64) int64 {

@@ -35,6 +35,7 @@ const (
 // New binds it (binding it again clears it).
 type MemoryStore struct {
 	seed     maphash.Seed
+	seed2    maphash.Seed
 	perShard int
 	l        *Limiter
 	shards   [nShards]mshard
@@ -42,7 +43,7 @@ type MemoryStore struct {
 
 type mshard struct {
 	mu        sync.Mutex
-	m         map[ckey]*cell
+	m         map[hkey]*cell // by the key's 128-bit hash: no string compare, no pointer in the key
 	free      [numKinds][]*cell
 	lastSweep int64
 	_         [64]byte // keep shards on separate cache lines
@@ -65,12 +66,12 @@ func WithMaxKeys(n int) StoreOption {
 
 // NewMemoryStore returns an empty in-process store.
 func NewMemoryStore(opts ...StoreOption) *MemoryStore {
-	s := &MemoryStore{seed: maphash.MakeSeed(), perShard: defaultMaxKeys / nShards}
+	s := &MemoryStore{seed: maphash.MakeSeed(), seed2: maphash.MakeSeed(), perShard: defaultMaxKeys / nShards}
 	for _, o := range opts {
 		o(s)
 	}
 	for i := range s.shards {
-		s.shards[i].m = make(map[ckey]*cell)
+		s.shards[i].m = make(map[hkey]*cell)
 	}
 	return s
 }
@@ -100,18 +101,39 @@ func (s *MemoryStore) Len() int {
 	return n
 }
 
-func (s *MemoryStore) shardOf(k ckey) int {
-	h := maphash.String(s.seed, k.a)
-	if k.k == kindSession {
-		h = h*31 + maphash.String(s.seed, k.b)
-	}
-	return int((h + uint64(k.k)) % nShards)
+// hkey is a cell's key hashed twice with independent random seeds. Two keys
+// share a cell only if both 64-bit hashes collide (about 2⁻¹²⁸ for a pair;
+// the seeds are secret, so a caller cannot aim at a collision).
+type hkey struct{ h1, h2 uint64 }
+
+func mix(a, b uint64) uint64 { return (a ^ (b<<31 | b>>33)) * 0x9E3779B97F4A7C15 }
+
+func (h hkey) kind(k kind) hkey {
+	return hkey{mix(h.h1, uint64(k)+1), mix(h.h2, uint64(k)+1)}
 }
+
+func (s *MemoryStore) hashOf(str string) hkey {
+	return hkey{maphash.String(s.seed, str), maphash.String(s.seed2, str)}
+}
+
+func (h hkey) then(o hkey) hkey { return hkey{mix(h.h1, o.h1), mix(h.h2, o.h2)} }
+
+// hkeyOf hashes a cell key; collect computes the same with shared parts.
+func (s *MemoryStore) hkeyOf(k ckey) hkey {
+	h := s.hashOf(k.a)
+	if k.k == kindSession {
+		h = h.then(s.hashOf(k.b))
+	}
+	return h.kind(k.k)
+}
+
+func shardOfHash(h hkey) int { return int(h.h1 % nShards) }
 
 // slot is one cell a reservation touches.
 type slot struct {
 	kp  *kindPlan
 	key ckey
+	h   hkey
 	sh  int
 	c   *cell
 }
@@ -126,32 +148,33 @@ type slots struct {
 // collect lists the cells of the call's keys (only those holding a
 // concurrency slot when slotsOnly) and the shards to lock, in order.
 func (s *MemoryStore) collect(p *plan, id *ident, ss *slots, slotsOnly bool) {
-	var hUser, hSession uint64
-	hashed := false
+	var hUser, hSession hkey
+	hashedUser, hashedSession := false, false
 	for k := kind(0); k < numKinds; k++ {
 		kp := p.kinds[k]
 		if kp == nil || slotsOnly && kp.concurrent == 0 {
 			continue
 		}
 		key := id.key(k)
-		var h uint64
+		var h hkey
 		switch k {
 		case kindUser, kindSessionUser, kindSession:
-			if !hashed {
-				hUser, hashed = maphash.String(s.seed, id.user), true
+			if !hashedUser {
+				hUser, hashedUser = s.hashOf(id.user), true
 			}
 			h = hUser
 			if k == kindSession {
-				if hSession == 0 {
-					hSession = h*31 + maphash.String(s.seed, id.session)
+				if !hashedSession {
+					hSession, hashedSession = hUser.then(s.hashOf(id.session)), true
 				}
 				h = hSession
 			}
 		default:
-			h = maphash.String(s.seed, key.a)
+			h = s.hashOf(key.a)
 		}
-		sh := int((h + uint64(k)) % nShards)
-		ss.s[ss.n] = slot{kp: kp, key: key, sh: sh}
+		h = h.kind(k)
+		sh := shardOfHash(h)
+		ss.s[ss.n] = slot{kp: kp, key: key, h: h, sh: sh}
 		ss.n++
 		// insert sh into the sorted unique lock list
 		i := 0
@@ -226,7 +249,7 @@ func (s *MemoryStore) reserve(_ context.Context, p *plan, r *Reservation) (*airl
 // keys that still hold usage. The shard is locked.
 func (s *MemoryStore) get(sl *slot, now int64) *cell {
 	sh := &s.shards[sl.sh]
-	if c, ok := sh.m[sl.key]; ok {
+	if c, ok := sh.m[sl.h]; ok {
 		return c
 	}
 	if now-sh.lastSweep >= sweepEvery {
@@ -247,11 +270,12 @@ func (s *MemoryStore) get(sl *slot, now int64) *cell {
 	if f := sh.free[sl.kp.kind]; len(f) > 0 {
 		c = f[len(f)-1]
 		sh.free[sl.kp.kind] = f[:len(f)-1]
-		c.reset()
+		c.reset(sl.kp)
 	} else {
 		c = newCell(sl.kp)
 	}
-	sh.m[sl.key] = c
+	c.key = sl.key
+	sh.m[sl.h] = c
 	return c
 }
 
@@ -263,17 +287,19 @@ func (s *MemoryStore) sweep(sh *mshard, now int64, limit int, withPressure bool)
 		sh.lastSweep = now
 	}
 	n, seen := 0, 0
-	for k, c := range sh.m {
+	for h, c := range sh.m {
 		if limit >= 0 && seen >= limit {
 			break
 		}
 		seen++
-		kp := p.kinds[k.k]
+		kd := c.key.k
+		kp := p.kinds[kd]
 		if kp == nil || c.idle(kp, now, cfg, withPressure) {
-			delete(sh.m, k)
+			delete(sh.m, h)
 			n++
-			if kp != nil && len(sh.free[k.k]) < maxFree {
-				sh.free[k.k] = append(sh.free[k.k], c)
+			if kp != nil && len(sh.free[kd]) < maxFree {
+				c.key = ckey{}
+				sh.free[kd] = append(sh.free[kd], c)
 			}
 		}
 	}
@@ -292,7 +318,7 @@ func (s *MemoryStore) refund(_ context.Context, p *plan, r *Reservation, what re
 	defer s.unlock(&ss)
 	for i := 0; i < ss.n; i++ {
 		sl := &ss.s[i]
-		if c, ok := s.shards[sl.sh].m[sl.key]; ok {
+		if c, ok := s.shards[sl.sh].m[sl.h]; ok {
 			c.refund(sl.kp, now, r.at, &r.am, what, cfg)
 		}
 	}
@@ -305,7 +331,8 @@ func (s *MemoryStore) usage(_ context.Context, p *plan, now int64, scope, key st
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for k, c := range sh.m {
+		for _, c := range sh.m {
+			k := c.key
 			kp := p.kinds[k.k]
 			if kp == nil || !wantKind(scope, k.k) || !keyMatches(k, scope, key) {
 				continue
@@ -321,10 +348,11 @@ func (s *MemoryStore) usage(_ context.Context, p *plan, now int64, scope, key st
 }
 
 func (s *MemoryStore) pressure(kp *kindPlan, key ckey, now int64) (int, float64) {
-	sh := &s.shards[s.shardOf(key)]
+	h := s.hkeyOf(key)
+	sh := &s.shards[shardOfHash(h)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	c, ok := sh.m[key]
+	c, ok := sh.m[h]
 	if !ok {
 		return -1, 0
 	}
