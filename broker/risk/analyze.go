@@ -40,6 +40,7 @@ type analysis struct {
 	payTo     string
 	values    []novel
 	extra     []airlock.Factor // policy chains with their own points
+	uploads   []string         // local files a command sends (curl -F @file)
 }
 
 type novel struct{ kind, value string }
@@ -405,6 +406,10 @@ func (a *analysis) mergeShell(f *shellFacts, via string) {
 		a.remotes[k] = v
 	}
 	a.pushes = append(a.pushes, f.pushes...)
+	a.uploads = append(a.uploads, f.uploads...)
+	if len(f.uploads) > 0 {
+		a.sendsData = true
+	}
 	if f.network != "" {
 		a.network = true
 		if len(f.pushes) > 0 || strings.Contains(f.network, "nc") || f.network == "curl" || f.network == "scp" || f.network == "rsync" {
@@ -456,7 +461,9 @@ func (a *analysis) secrets() {
 			continue
 		}
 		a.f.add(FactorSecret, h.weight, h.kind+" in "+l.path)
-		a.classes["secret"] = h.kind
+		if h.weight >= 0.8 {
+			a.classes["secret"] = h.kind
+		}
 	}
 }
 
@@ -602,14 +609,20 @@ func (a *analysis) exfiltration() {
 				s = u
 			}
 		}
-		for _, e := range reEmail.FindAllString(s, 200) {
-			e = strings.ToLower(e)
-			if !recips[e] {
-				emails[e] = true
+		if strings.IndexByte(s, '@') >= 0 {
+			for _, e := range reEmail.FindAllString(s, 200) {
+				e = strings.ToLower(e)
+				if !recips[e] && !(a.org != nil && a.org.mailInside(mailDomain(e))) {
+					emails[e] = true // someone else's address, not a colleague's
+				}
 			}
 		}
-		if n := luhnCards(s); n > 0 {
-			note(1, fmt.Sprintf("%d card number(s) passing the Luhn check in %s go to %s", n, l.path, to))
+		if n, strong := luhnCards(s); n > 0 {
+			w := 0.5
+			if strong {
+				w = 1
+			}
+			note(w, fmt.Sprintf("%d card number(s) passing the Luhn check in %s go to %s", n, l.path, to))
 		}
 		if reSSN.MatchString(s) {
 			note(0.8, "US social security number in "+l.path+" goes to "+to)
@@ -618,7 +631,7 @@ func (a *analysis) exfiltration() {
 			note(0.9, "table with personal columns ("+cols+") in "+l.path+" goes to "+to)
 		}
 		if m := reRows.FindStringSubmatch(s); m != nil && rowCount(m[1]) >= 100 {
-			note(0.6, m[0]+" of records in "+l.path+" go to "+to)
+			note(0.35, m[0]+" of records in "+l.path+" go to "+to)
 		}
 		if strings.HasPrefix(strings.TrimSpace(s), "@") && looksLikePath(strings.TrimPrefix(strings.TrimSpace(s), "@")) {
 			note(0.5, "uploads local file "+clip(strings.TrimSpace(s)[1:], 40)+" to "+to)
@@ -628,14 +641,20 @@ func (a *analysis) exfiltration() {
 		}
 	}
 	if n := len(emails); n >= 2 {
-		w := 0.6
-		if n >= 5 {
+		w := 0.3
+		switch {
+		case n >= 5:
 			w = 1
+		case n >= 3:
+			w = 0.6
+		}
+		if best > 0 {
+			best = min(1, best+0.3) // addresses on top of a table, rows or cards
 		}
 		note(w, fmt.Sprintf("%d other people's email addresses go to %s", n, to))
-		if best < 1 && detail != "" && n >= 2 {
-			best = min(1, best+0.3)
-		}
+	}
+	for _, u := range a.uploads {
+		note(0.5, "uploads local file "+clip(u, 40)+" to "+to)
 	}
 	if _, ok := a.classes["secret"]; ok {
 		note(0.6, "a "+a.classes["secret"]+" goes to "+to)

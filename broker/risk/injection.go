@@ -15,14 +15,16 @@ import (
 // discounted.
 var (
 	injVerbs     = `(?:ignore|disregard|forget|override|bypass|skip|abandon|discard|neglect|drop|set aside|throw out|do not follow|don't follow|stop following)`
-	injQualifier = `(?:all|any|every|previous|prior|above|earlier|preceding|foregoing|initial|original|existing|your|system|other|these|those|old|former|safety|the above|the previous|the prior|the system|of the|of your|my previous)`
+	injQualifier = `(?:all|any|every|previous|prior|above|earlier|preceding|foregoing|initial|original|existing|your|system|other|these|those|old|former|safety|the above|the previous|the prior|the system|of the|of your)`
 	injObject    = `(?:instructions?|prompts?|rules|directions?|guidelines|guidance|directives?|orders|commands|context|constraints|guardrails|restrictions|programming|policies|messages|system prompt|system message|conditioning|training)`
 	reOverride   = regexp.MustCompile(`\b` + injVerbs + `\s+(?:(?:` + injQualifier + `)[\s,]+){1,4}(?:\w+\s+){0,2}` + injObject + `\b`)
+	reEverything = regexp.MustCompile(`\b(?:ignore|disregard|forget)\s+(?:everything|anything|all of the text|all)\s+(?:above|before|prior|previously|earlier|you (?:were|have been|'ve been) told)`)
+	reNewTask    = regexp.MustCompile(`\b(?:your (?:new|real|actual|true) (?:task|job|goal|instructions?|objective)|new (?:system )?instructions\s*:|updated instructions\s*:|new system prompt)`)
 	reRole       = regexp.MustCompile(`\b(?:(?:you are|you're) now (?:an? |the |my |in |acting |no longer |free |unrestricted|unfiltered|jailbroken|dan\b)|from now on,? you (?:are|will|must)|you will now act as|pretend (?:to be|you are)|act as (?:an? |the )?(?:unrestricted|unfiltered|jailbroken|dan\b|evil|root|admin|developer|system)|roleplay as)`)
 	reMode       = regexp.MustCompile(`\b(?:developer|dev|god|dan|jailbreak|debug|admin|sudo|unrestricted|maintenance) mode\b\s*(?:is\s+)?(?:enabled|activated|on|engaged|unlocked)?`)
 	reHeader     = regexp.MustCompile(`(?mi)(?:^|[.!?]\s+|\n\s*|\[|<|#{2,}\s*)(?:system|assistant|developer|admin|administrator|operator)\s*(?:message|prompt|override|note)?\s*(?::|\]|>)\s*\S`)
 	reChatTokens = regexp.MustCompile(`<\|im_start\|>|<\|im_end\|>|<\|system\|>|<\|assistant\|>|\[/?INST\]|<<SYS>>|<\|endoftext\|>|<\|begin_of_text\|>|<\|start_header_id\|>`)
-	reDisclose   = regexp.MustCompile(`\b(?:print|reveal|show|output|repeat|leak|dump|display|tell me|share|disclose|expose|send|email|forward|give me|list)\s+(?:\w+\s+){0,4}?(?:system prompt|hidden prompt|initial prompt|your prompt|your instructions|hidden instructions|initial instructions|api keys?|access keys?|credentials|passwords?|secrets?|tokens|environment variables|env vars|private keys?)\b`)
+	reDisclose   = regexp.MustCompile(`\b(?:print|reveal|show|output|repeat|leak|dump|display|tell me|share|disclose|expose|send|email|forward|give me|list|reply with|respond with|provide)\s+(?:\w+\s+){0,4}?(?:system prompt|hidden prompt|initial prompt|your prompt|your instructions|hidden instructions|initial instructions|api keys?|access keys?|credentials|passwords?|secrets?|tokens|environment variables|env vars|private keys?)\b`)
 	reSecrecy    = regexp.MustCompile(`\b(?:do not|don't|never)\s+(?:mention|tell|reveal|inform|disclose|notify|alert|let (?:the )?user know)\b|\bwithout (?:telling|informing|notifying|alerting|mentioning)\b`)
 	reAddress    = regexp.MustCompile(`\b(?:ai|assistant|agent|model|llm|chatbot|claude|gpt|copilot|bot)\s*[:,]\s*(?:when|if|please|you|ignore|forward|send|always|also|do)\b|\bwhen you (?:read|summari[sz]e|process|see|parse|handle) this\b|\bnote to (?:the )?(?:ai|assistant|agent|model|llm)\b`)
 	reHTMLCmt    = regexp.MustCompile(`(?s)<!--(.*?)-->`)
@@ -69,7 +71,22 @@ func injectionCheck(s string) (float64, string) {
 		"command", "context", "constraint", "guardrail", "restriction", "programming", "polic", "message", "conditioning", "training")
 	if hasObject && containsAny(norm, "ignore", "disregard", "forget", "override", "bypass", "skip", "abandon", "discard", "neglect", "drop", "set aside", "throw out", "follow") {
 		if loc := reOverride.FindStringIndex(norm); loc != nil {
-			note(1*discount(loc), "override", "asks the model to "+clip(norm[loc[0]:loc[1]], 60))
+			m := norm[loc[0]:loc[1]]
+			w := 1.0
+			if !containsAny(m, "instruction", "prompt", "rule", "direction", "guideline", "directive", "guardrail", "restriction", "programming", "polic", "constraint", "conditioning", "training", "guidance") {
+				w = 0.5 // "ignore the previous message": people say that too
+			}
+			note(w*discount(loc), "override", "asks the model to "+clip(m, 60))
+		}
+	}
+	if containsAny(norm, "everything", "anything", "all of the") {
+		if loc := reEverything.FindStringIndex(norm); loc != nil {
+			note(0.9*discount(loc), "override", "asks the model to "+clip(norm[loc[0]:loc[1]], 60))
+		}
+	}
+	if containsAny(norm, "new task", "real task", "new instructions", "updated instructions", "new system prompt", "actual task") {
+		if loc := reNewTask.FindStringIndex(norm); loc != nil {
+			note(0.6*discount(loc), "newtask", "announces new instructions: "+clip(norm[loc[0]:min(len(norm), loc[1]+30)], 60))
 		}
 	}
 	if containsAny(norm, " now", "pretend", "act as", "roleplay") {

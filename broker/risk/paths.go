@@ -21,8 +21,8 @@ var homeRel = []struct {
 	{".pgpass", 1, "Postgres passwords"},
 	{".my.cnf", 0.8, "MySQL credentials"},
 	{".git-credentials", 1, "git credentials"},
-	{".npmrc", 0.7, "npm token file"},
-	{".pypirc", 0.7, "PyPI token file"},
+	{".npmrc", 0.9, "npm token file"},
+	{".pypirc", 0.9, "PyPI token file"},
 	{".vault-token", 1, "Vault token"},
 	{".config/gh/hosts.yml", 0.9, "GitHub CLI token"},
 	{".config/gcloud", 0.9, "gcloud credentials"},
@@ -132,6 +132,10 @@ func sensitiveTarget(c string) (float64, string) {
 		return 1, "mounted secrets"
 	case lc == "/etc/kubernetes/admin.conf" || strings.HasPrefix(lc, "/etc/kubernetes/pki"):
 		return 1, "Kubernetes admin credentials"
+	case strings.HasPrefix(lc, "/etc/ssl/private") || strings.HasPrefix(lc, "/etc/pki/tls/private") || strings.HasPrefix(lc, "/etc/letsencrypt/live") && strings.HasSuffix(lc, "privkey.pem"):
+		return 1, "TLS private key"
+	case strings.HasSuffix(lc, "windows/system32/config/sam") || strings.HasSuffix(lc, "windows/system32/config/system") || strings.HasSuffix(lc, "windows/repair/sam"):
+		return 1, "Windows password hashes"
 	case lc == "/root" || strings.HasPrefix(lc, "/root/"):
 		if w, what := homeFile(lc); w > 0 {
 			return w, what
@@ -157,6 +161,9 @@ func sensitiveTarget(c string) (float64, string) {
 	case strings.HasSuffix(base, ".pem") || strings.HasSuffix(base, ".key") || strings.HasSuffix(base, ".p12") || strings.HasSuffix(base, ".pfx") || strings.HasSuffix(base, ".jks") || strings.HasSuffix(base, ".keystore"):
 		if strings.Contains(base, "pub") || strings.Contains(base, "cert") || strings.Contains(base, "chain") || strings.HasPrefix(base, "ca.") {
 			return 0.2, "certificate or public key file"
+		}
+		if strings.Contains(lc, "/secrets/") || strings.Contains(lc, "/private/") || strings.HasPrefix(base, "priv") || strings.Contains(base, "private") {
+			return 1, "private key file"
 		}
 		return 0.7, "key file"
 	case strings.HasSuffix(base, ".kdbx"):

@@ -82,6 +82,9 @@ func analyzePython(code string, depth int) shellFacts {
 	if pyNetwork(low) && f.network == "" {
 		f.network = "python"
 	}
+	if containsAny(low, ".post(", ".put(", "sendall(", "sendmail(", "send_message(", "storbinary(", "upload") && pyNetwork(low) {
+		f.uploads = append(f.uploads, "(python upload)")
+	}
 	return f
 }
 

@@ -295,6 +295,7 @@ func TestUnicodeDeception(t *testing.T) {
 		{"zwj-in-word", "modify_permissions", map[string]any{"user": "ad\u200dmin", "role": "viewer"}, FactorUnicode, 50},
 		{"tag-characters", "create_ticket", map[string]any{"title": "x", "body": "hello\U000E0069\U000E0067\U000E006E"}, FactorUnicode, 50},
 		{"mixed-identifier", "modify_permissions", map[string]any{"user": "pаul", "role": "viewer"}, FactorUnicode, 50},
+		{"punycode-lookalike", "http_request", get("https://xn--glbex-kye.io/login"), FactorUnicode, 50},
 	})
 	runQuiet(t, []quiet{
 		{"accents", "send_email", map[string]any{"to": []any{"zoe@globex.io"}, "body": "Zoë Saldaña und Jürgen, à bientôt"}, FactorUnicode},
@@ -678,6 +679,17 @@ func TestIPSpellings(t *testing.T) {
 	}
 }
 
+func TestPunycode(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"xn--glbex-kye.io", "glоbex.io"}, {"xn--mnchen-3ya.de", "münchen.de"}, {"xn--bcher-kva.example", "bücher.example"},
+		{"plain.example", "plain.example"}, {"xn--zz!.io", "xn--zz!.io"},
+	} {
+		if got := unpuny(c.in); got != c.want {
+			t.Errorf("unpuny(%q): got %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
 func TestLineDiffFreeHelpers(t *testing.T) {
 	if !editDistance1("acme.com", "acme.co") || !editDistance1("amce.com", "acme.com") || editDistance1("acme.com", "acme.com") || editDistance1("abc", "xyz") {
 		t.Fatalf("editDistance1 is wrong")
@@ -685,7 +697,13 @@ func TestLineDiffFreeHelpers(t *testing.T) {
 	if skeleton("Ｇ1оbex") != skeleton("globex") {
 		t.Fatalf("skeleton: got %q and %q, want equal", skeleton("Ｇ1оbex"), skeleton("globex"))
 	}
-	if luhnCards("4111 1111 1111 1111") != 1 || luhnCards("4111 1111 1111 1112") != 0 {
-		t.Fatalf("luhn check is wrong")
+	if n, strong := luhnCards("4111 1111 1111 1111"); n != 1 || !strong {
+		t.Fatalf("luhn: grouped valid card: got %d %v", n, strong)
+	}
+	if n, _ := luhnCards("4111 1111 1111 1112"); n != 0 {
+		t.Fatalf("luhn: invalid check digit: got %d", n)
+	}
+	if n, strong := luhnCards("order 4111111111111111 shipped"); n != 1 || strong {
+		t.Fatalf("luhn: bare digits without a card word: got %d %v, want weak", n, strong)
 	}
 }

@@ -17,6 +17,7 @@ type shellFacts struct {
 	pushes   []string          // git push REMOTE
 	network  string            // the first network command, if any
 	parsed   bool
+	uploads  []string // local files a command sends (curl -F f=@file, -T file)
 	fetched  []string // files written by curl -o / wget -O
 	executed []string // files run as programs or scripts
 }
@@ -478,10 +479,10 @@ func checkSimple(s *simple, f *shellFacts, depth int) {
 			targets = targets[1:]
 		}
 		for _, t := range targets {
-			if w, why := systemPath(t); w > 0 {
-				f.add(FactorShellDanger, w, sudo+s.name+" "+mode+" on "+why)
-			} else if b := broadPath(t); b >= 1 {
+			if b := broadPath(t); b >= 1 {
 				f.add(FactorShellDanger, 1, sudo+s.name+" "+mode+" on "+t)
+			} else if w, why := systemPath(t); w > 0 {
+				f.add(FactorShellDanger, w, sudo+s.name+" "+mode+" on "+why)
 			}
 		}
 		if s.name == "chmod" {
@@ -548,7 +549,35 @@ func checkSimple(s *simple, f *shellFacts, depth int) {
 	case "telnet", "ssh", "scp", "sftp", "ftp", "curl", "wget", "fetch", "aria2c", "http", "xh":
 		noteNet(s, f)
 		if s.name == "ssh" && (hasFlag(s.args, 'R') || hasFlag(s.args, 'D')) {
-			f.add(FactorShellDanger, 0.5, "ssh tunnel ("+strings.Join(s.args, " ")+")")
+			f.add(FactorShellDanger, 0.8, "ssh tunnel ("+clip(strings.Join(s.args, " "), 60)+") opens a way in or out")
+		}
+		if s.name == "curl" || s.name == "wget" {
+			for i, a := range s.args {
+				v := ""
+				switch {
+				case (a == "-F" || a == "--form" || a == "-d" || a == "--data" || a == "--data-binary" || a == "--data-raw" || a == "-T" || a == "--upload-file") && i+1 < len(s.args):
+					v = s.args[i+1]
+				case strings.HasPrefix(a, "--post-file="), strings.HasPrefix(a, "--body-file="), strings.HasPrefix(a, "--data-binary=@"), strings.HasPrefix(a, "--upload-file="):
+					v = a[strings.IndexByte(a, '=')+1:]
+				case a == "--post-file" && i+1 < len(s.args):
+					v = s.args[i+1]
+				}
+				if v == "" {
+					continue
+				}
+				if j := strings.IndexByte(v, '@'); j >= 0 && !strings.Contains(v[:j], "://") {
+					v = strings.TrimPrefix(v[j+1:], "<")
+					if k := strings.IndexByte(v, ';'); k >= 0 {
+						v = v[:k]
+					}
+				} else if !(a == "-T" || a == "--upload-file" || strings.HasPrefix(a, "--post-file") || strings.HasPrefix(a, "--upload-file=") || strings.HasPrefix(a, "--body-file")) {
+					continue
+				}
+				if v != "" && v != "-" {
+					f.uploads = append(f.uploads, v)
+					f.paths = append(f.paths, v)
+				}
+			}
 		}
 		if s.name == "curl" || s.name == "wget" {
 			for i, a := range s.args {
@@ -577,11 +606,27 @@ func checkSimple(s *simple, f *shellFacts, depth int) {
 		gitFacts(s, f)
 	case "iptables", "ufw", "nft", "setenforce":
 		if containsArg(s.args, "-F") || containsArg(s.args, "disable") || containsArg(s.args, "flush") || containsArg(s.args, "0") {
-			f.add(FactorShellDanger, 0.7, sudo+s.name+" "+strings.Join(s.args, " ")+" drops host protections")
+			f.add(FactorShellDanger, 0.9, sudo+s.name+" "+strings.Join(s.args, " ")+" drops host protections")
 		}
 	case "shutdown", "reboot", "halt", "poweroff", "init", "kill", "killall", "pkill":
-		if s.name != "kill" || containsArg(s.args, "1") || containsArg(s.args, "-1") {
-			f.add(FactorShellDanger, 0.6, sudo+s.name+" "+strings.Join(s.args, " "))
+		switch {
+		case s.name == "shutdown" || s.name == "reboot" || s.name == "halt" || s.name == "poweroff" || (s.name == "init" && (containsArg(s.args, "0") || containsArg(s.args, "6"))):
+			f.add(FactorShellDanger, 0.9, sudo+s.name+" "+strings.Join(s.args, " ")+" stops the host")
+		case s.name == "kill" && (containsArg(s.args, "1") || containsArg(s.args, "-1")):
+			f.add(FactorShellDanger, 0.8, sudo+"kill "+strings.Join(s.args, " ")+" kills every process")
+		case s.name == "killall" || s.name == "pkill":
+			f.add(FactorShellDanger, 0.3, sudo+s.name+" "+strings.Join(s.args, " "))
+		}
+	case "docker", "podman", "nerdctl":
+		if len(nf) > 0 && (nf[0] == "run" || nf[0] == "create" || nf[0] == "exec") {
+			for i, a := range s.args {
+				la := strings.ToLower(a)
+				hostRoot := (a == "-v" || a == "--volume" || a == "--mount") && i+1 < len(s.args) && (strings.HasPrefix(s.args[i+1], "/:") || strings.Contains(s.args[i+1], "source=/,") || strings.HasPrefix(s.args[i+1], "/var/run/docker.sock"))
+				if la == "--privileged" || strings.HasPrefix(la, "--pid=host") || hostRoot || strings.HasPrefix(la, "-v/:") || strings.HasPrefix(la, "--volume=/:") {
+					f.add(FactorShellDanger, 1, s.name+" "+nf[0]+" with "+clip(strings.Join(s.args[i:min(len(s.args), i+2)], " "), 40)+" (root on the host)")
+					break
+				}
+			}
 		}
 	case "base64":
 		// Decode literal payloads handed to base64 with <<< so the decoded
@@ -641,6 +686,7 @@ func merge(dst, src *shellFacts) {
 	}
 	dst.pushes = append(dst.pushes, src.pushes...)
 	dst.fetched = append(dst.fetched, src.fetched...)
+	dst.uploads = append(dst.uploads, src.uploads...)
 	dst.executed = append(dst.executed, src.executed...)
 	if dst.network == "" {
 		dst.network = src.network

@@ -280,7 +280,11 @@ func analyzeStatement(st []sqlToken, f *sqlFacts) {
 			name, _ := tableAfter(st, i+2)
 			switch obj {
 			case "TABLE", "DATABASE", "SCHEMA", "OWNED":
-				add(1, "DROP "+obj+" "+name)
+				if obj == "TABLE" && tempTable(name) {
+					add(0.7, "DROP TABLE "+name+" (a temporary-looking table)")
+				} else {
+					add(1, "DROP "+obj+" "+name)
+				}
 			case "COLUMN", "CONSTRAINT", "PARTITION":
 				add(0.9, "DROP "+obj+" "+name)
 			case "VIEW", "INDEX", "FUNCTION", "TRIGGER", "USER", "ROLE", "POLICY", "SEQUENCE", "TYPE", "EXTENSION", "PROCEDURE", "MATERIALIZED":
@@ -400,14 +404,29 @@ func analyzeStatement(st []sqlToken, f *sqlFacts) {
 					}
 				}
 			}
-		case "XP_CMDSHELL", "PG_READ_FILE", "PG_READ_BINARY_FILE", "LO_EXPORT", "LO_IMPORT", "LOAD_FILE", "PG_LS_DIR":
-			add(0.8, strings.ToLower(t.text)+" reaches the server's files or shell")
+		case "XP_CMDSHELL", "PG_READ_FILE", "PG_READ_BINARY_FILE", "LO_EXPORT", "LO_IMPORT", "LOAD_FILE", "PG_LS_DIR", "SYS_EXEC", "SYS_EVAL":
+			add(1, strings.ToLower(t.text)+" reaches the server's files or shell")
 		case "CREATE":
 			if i+1 < len(st) && st[i+1].kind == tokWord && (st[i+1].text == "USER" || st[i+1].text == "ROLE") {
-				add(0.6, "CREATE "+st[i+1].text)
+				w := 0.6
+				for _, x := range st[i+2:] {
+					if x.kind == tokWord && (x.text == "SUPERUSER" || x.text == "CREATEROLE" || x.text == "BYPASSRLS") {
+						w = 1
+					}
+				}
+				add(w, "CREATE "+st[i+1].text+" "+clip(joinRaw(st[i+2:], 6), 50))
 			}
 		}
 	}
+}
+
+// tempTable reports table names that say they are scratch space.
+func tempTable(name string) bool {
+	n := strings.ToLower(name)
+	if i := strings.LastIndexByte(n, '.'); i >= 0 {
+		n = n[i+1:]
+	}
+	return strings.HasPrefix(n, "tmp_") || strings.HasPrefix(n, "temp_") || strings.HasPrefix(n, "scratch_") || strings.HasSuffix(n, "_tmp") || strings.HasSuffix(n, "_temp") || strings.HasPrefix(n, "staging_tmp")
 }
 
 func joinRaw(st []sqlToken, n int) string {

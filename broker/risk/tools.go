@@ -19,10 +19,15 @@ var (
 		"salary", "passport", "national_id", "tax_id", "zip", "postcode")
 )
 
-// luhnCards counts card-number-shaped digit runs that pass the Luhn check.
-func luhnCards(s string) int {
+// luhnCards counts card-number-shaped digit runs that pass the Luhn check;
+// strong when one is written in groups or next to a card word (a bare
+// 16-digit number passes by chance one time in ten).
+func luhnCards(s string) (int, bool) {
 	n := 0
-	for _, m := range reCardLike.FindAllString(s, 50) {
+	strong := false
+	low := ""
+	for _, loc := range reCardLike.FindAllStringIndex(s, 50) {
+		m := s[loc[0]:loc[1]]
 		digits := make([]int, 0, 19)
 		for _, c := range m {
 			if c >= '0' && c <= '9' {
@@ -45,9 +50,20 @@ func luhnCards(s string) int {
 		}
 		if sum%10 == 0 {
 			n++
+			if strings.ContainsAny(m, " -") {
+				strong = true
+			} else {
+				if low == "" {
+					low = strings.ToLower(s)
+				}
+				ctx := low[max(0, loc[0]-60):min(len(low), loc[1]+60)]
+				if containsAny(ctx, "card", "visa", "mastercard", "amex", "cvv", "cvc", "exp", "pan", "credit") {
+					strong = true
+				}
+			}
 		}
 	}
-	return n
+	return n, strong
 }
 
 // piiHeader finds a delimited header line naming two or more personal columns.
@@ -74,7 +90,11 @@ func piiHeader(s string) string {
 			}
 		}
 		if len(cols) >= 2 {
-			return strings.Join(cols, ", ")
+			// A header alone is a template; a header with rows is data.
+			rest := strings.SplitN(s, "\n", i+3)
+			if len(rest) > i+1 && strings.Count(rest[i+1], sep) >= 1 {
+				return strings.Join(cols, ", ")
+			}
 		}
 	}
 	return ""
@@ -155,6 +175,17 @@ func (a *analysis) financial() {
 		w += 0.5
 		why = append(why, "to external account "+clip(payee, 40))
 	}
+	for _, l := range a.leaves {
+		if l.key == "currency" && !l.isNum {
+			switch strings.ToUpper(strings.TrimSpace(l.s)) {
+			case "BTC", "ETH", "USDT", "USDC", "XMR", "LTC", "DOGE", "SOL", "TRX", "BNB", "XRP", "DAI":
+				if w < 1 {
+					w = 1
+					why = append(why, "in cryptocurrency "+strings.ToUpper(l.s))
+				}
+			}
+		}
+	}
 	external := payee != "" && !own && !record
 	if external && (containsWord(lp, "new") || containsWord(lp, "temp") || containsWord(lp, "tmp") || containsWord(lp, "unverified") || containsWord(lp, "test")) {
 		w += 0.2
@@ -201,7 +232,7 @@ func money(v float64) string {
 }
 
 var (
-	topRoles   = setOf("owner", "superuser", "super_user", "super-admin", "super_admin", "superadmin", "root", "sudo", "sudoer", "god", "org_owner", "organization_owner", "global_admin", "global-admin", "domain_admin", "wheel", "sysadmin", "billing_owner")
+	topRoles   = setOf("owner", "superuser", "super_user", "super-admin", "super_admin", "superadmin", "root", "sudo", "sudoer", "god", "org_owner", "organization_owner", "global_admin", "global-admin", "domain_admin", "domain admins", "wheel", "sysadmin", "billing_owner", "docker", "administrators", "administratoraccess", "cluster-admin", "cluster_admin")
 	adminRoles = setOf("admin", "administrator", "org_admin", "orgadmin", "account_admin", "security_admin", "iam_admin", "maintainer", "manager", "full_access", "all", "*", "write_all", "rw_all")
 )
 
@@ -265,7 +296,10 @@ func rank(r string) int {
 			return 2
 		}
 	}
-	if containsWord(r, "admin") || strings.HasSuffix(r, "admin") || strings.HasPrefix(r, "admin") {
+	if strings.Contains(r, "administratoraccess") || strings.Contains(r, "cluster-admin") || strings.Contains(r, "fullaccess") {
+		return 2
+	}
+	if containsWord(r, "admin") || strings.HasSuffix(r, "admin") || strings.HasPrefix(r, "admin") || strings.Contains(r, "administrator") {
 		return 1
 	}
 	return 0

@@ -226,7 +226,7 @@ func lookalikeDomain(o *orgInfo, host string) (float64, string) {
 	if o == nil || host == "" || o.hostInside(host) {
 		return 0, ""
 	}
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	host = unpuny(strings.ToLower(strings.TrimSuffix(host, ".")))
 	reg := registrable(host)
 	if o.inferred {
 		stem := strings.SplitN(reg, ".", 2)[0]

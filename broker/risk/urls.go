@@ -171,7 +171,8 @@ func ssrfCheck(t target) (float64, string) {
 	how := ""
 	if !ip.IsValid() {
 		switch {
-		case t.host == "localhost" || strings.HasSuffix(t.host, ".localhost") || t.host == "ip6-localhost" || t.host == "ip6-loopback":
+		case t.host == "localhost" || strings.HasSuffix(t.host, ".localhost") || t.host == "ip6-localhost" || t.host == "ip6-loopback" ||
+			t.host == "localtest.me" || t.host == "lvh.me" || t.host == "vcap.me" || t.host == "lacolhost.com":
 			ip, how = netip.MustParseAddr("127.0.0.1"), "localhost name"
 		case metadataNames[t.host]:
 			return 1, "cloud metadata host " + t.host + ": " + where
