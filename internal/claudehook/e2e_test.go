@@ -3,6 +3,7 @@ package claudehook_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,7 +40,7 @@ type realBroker struct {
 	client *client.Client
 }
 
-func startBroker(t *testing.T, policyYAML string) *realBroker {
+func startBroker(t testing.TB, policyYAML string) *realBroker {
 	t.Helper()
 	dir := t.TempDir()
 	pol, err := policy.Parse("claude.yaml", []byte(policyYAML))
@@ -252,6 +253,47 @@ func TestBrokerDown(t *testing.T) {
 		o := decide(t, nc, input(t, "pretooluse-read.json"), time.Minute, claudehook.Fallbacks{})
 		if o.Behavior != claudehook.Deny {
 			t.Fatalf("got %+v, want deny", o)
+		}
+	})
+}
+
+// BenchmarkHookDecision measures the hook's path for an auto-tier call
+// (decode the hook input, build the call, submit, encode the answer)
+// against the Go client submitting the same call directly.
+func BenchmarkHookDecision(b *testing.B) {
+	h := startBroker(b, claudePolicy)
+	raw, err := os.ReadFile(filepath.Join("testdata", "pretooluse-read.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("hook", func(b *testing.B) {
+		s := &claudehook.NATSSubmitter{Conn: h.nc}
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			i++
+			in, err := claudehook.Decode(strings.NewReader(string(raw)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			in.ToolUseID = fmt.Sprintf("toolu_bench_%d", i)
+			o := claudehook.Decide(context.Background(), s, claudehook.Call(in, claudehook.Identity{Agent: "claude-code", User: "alice"}), claudehook.Fallbacks{})
+			if o.Behavior != claudehook.Allow {
+				b.Fatalf("got %+v", o)
+			}
+			_ = claudehook.Encode(in.HookEventName, claudehook.ClientClaude, o)
+		}
+	})
+	b.Run("client-baseline", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			i++
+			d, err := h.client.Submit(context.Background(), &airlock.ToolCall{ID: fmt.Sprintf("base_%d", i), Agent: "claude-code", User: "alice",
+				Session: "abc123-sess", Tool: "Read", Arguments: map[string]any{"file_path": "/home/alice/demo/README.md"}})
+			if err != nil || d.Verdict != airlock.VerdictApproved {
+				b.Fatalf("got %+v %v", d, err)
+			}
 		}
 	})
 }
