@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Bwrap runs programs under bubblewrap, started as the run's unprivileged
@@ -114,6 +115,7 @@ const bwrapHelper = "/.airlock/airlock"
 
 // Run executes spec under bubblewrap. See Runner.
 func (b *Bwrap) Run(ctx context.Context, spec Spec) (Result, error) {
+	start := time.Now()
 	if b == nil || b.Native == nil || len(b.caps.Missing) > 0 || b.bwrap == "" {
 		var missing []string
 		if b != nil && b.Native != nil {
@@ -271,6 +273,7 @@ func (b *Bwrap) Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 	run := &hostRun{
 		name:  runName,
+		start: start,
 		caps:  b.caps,
 		spec:  s,
 		drain: b.drain,
@@ -294,5 +297,12 @@ func (b *Bwrap) Run(ctx context.Context, spec Spec) (Result, error) {
 		"no_new_privs": "yes",
 		"caps":         "all dropped (bwrap --cap-drop ALL)",
 	}
-	return run.execute(ctx, launch{cmd: cmd, fd3: syncR, files: files, release: release}, iso, cfg)
+	p, err := startProc(cmd, syncR, files)
+	files = nil // closed by startProc
+	if err != nil {
+		return Result{}, err
+	}
+	defer p.closeAll()
+	defer p.kill()
+	return run.execute(ctx, p, release, iso, cfg)
 }

@@ -3,7 +3,6 @@
 package sandbox
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -43,6 +42,7 @@ type Native struct {
 	caps        Capabilities
 	drain       time.Duration
 	landlockMin int
+	warm        bool // use the pool of helpers started ahead of their runs
 }
 
 // NativeOption configures a Native backend.
@@ -55,6 +55,14 @@ type nativeConfig struct {
 	// landlockMin overrides the ABI the in-sandbox helper demands (tests:
 	// a helper that cannot enforce Landlock must refuse, not run).
 	landlockMin int
+	cold        bool
+}
+
+// WithoutWarmHelper makes every run start its helper from scratch instead of
+// taking one started ahead of time (the default keeps one ready: starting
+// our binary is most of a run's setup time).
+func WithoutWarmHelper() NativeOption {
+	return func(c *nativeConfig) { c.cold = true }
 }
 
 // withHelperLandlockMin makes the in-sandbox helper demand this Landlock
@@ -100,7 +108,14 @@ func NewNative(opts ...NativeOption) (*Native, error) {
 	if len(caps.Missing) > 0 {
 		return nil, refusal("native", caps.Missing)
 	}
-	return &Native{log: c.log.With("backend", "native"), caps: caps, drain: c.drain, landlockMin: c.landlockMin}, nil
+	n := &Native{log: c.log.With("backend", "native"), caps: caps, drain: c.drain, landlockMin: c.landlockMin}
+	if !c.cold {
+		if _, err := stageBase(); err == nil {
+			n.warm = true
+			go warm.fill()
+		}
+	}
+	return n, nil
 }
 
 // Name reports "native".
@@ -252,6 +267,7 @@ var runSeq atomic.Uint64
 
 // Run executes spec in a fresh sandbox. See Runner.
 func (n *Native) Run(ctx context.Context, spec Spec) (Result, error) {
+	start := time.Now()
 	if n == nil {
 		return Result{}, refusal("native", []string{"backend not initialised (use NewNative)"})
 	}
@@ -262,12 +278,6 @@ func (n *Native) Run(ctx context.Context, spec Spec) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	slot, err := slots.acquire()
-	if err != nil {
-		return Result{}, err
-	}
-	defer slots.release(slot)
-	lo, _ := slotUIDs(slot)
 	cfg, err := childConfigFor(s)
 	if err != nil {
 		return Result{}, err
@@ -275,39 +285,118 @@ func (n *Native) Run(ctx context.Context, spec Spec) (Result, error) {
 	if n.landlockMin != 0 {
 		cfg.LandlockMin = n.landlockMin
 	}
-
+	// A helper started ahead of time (namespaces made, runtime up, blocked
+	// on its config pipe) or a fresh one.
+	var h *nativeHelper
+	if n.warm {
+		h = warm.get()
+		defer func() { go warm.fill() }()
+	}
+	if h == nil {
+		if h, err = spawnNative(); err != nil {
+			return Result{}, err
+		}
+	}
+	defer h.release()
+	lo := h.lo
 	run := &hostRun{
-		name:  fmt.Sprintf("run-%d-%d", os.Getpid(), runSeq.Add(1)),
-		caps:  n.caps,
-		spec:  s,
-		drain: n.drain,
-		log:   n.log,
-		uid:   lo + sandboxUID,
+		name:   fmt.Sprintf("run-%d-%d", os.Getpid(), runSeq.Add(1)),
+		caps:   n.caps,
+		spec:   s,
+		drain:  n.drain,
+		log:    n.log,
+		uid:    lo + sandboxUID,
+		start:  start,
+		status: h.statusR,
 	}
 	restore, err := prepareWorkspace(s, int(lo+sandboxUID))
 	if err != nil {
+		h.proc.kill()
 		return Result{}, err
 	}
 	defer restore()
-	self, err := os.Open("/proc/self/exe")
-	if err != nil {
-		return Result{}, fmt.Errorf("sandbox: open own binary: %w", err)
-	}
-	defer self.Close()
-	// fd 5: our binary; fd 6: the reaper's status pipe.
-	statusR, statusW, err := os.Pipe()
-	if err != nil {
-		return Result{}, fmt.Errorf("sandbox: pipe: %w", err)
-	}
-	defer statusR.Close()
-	extra := []*os.File{self, statusW}
-	cfg.StatusFD = 6
+	// Staged after the helper's mount namespace was copied: the staging
+	// directory is a shared mount, so these binds propagate into it.
 	staged, err := stageBinds(run.name, s)
 	if err != nil {
+		h.proc.kill()
 		return Result{}, err
 	}
 	defer staged.cleanup()
 	cfg.StagedWorkspace, cfg.StagedBinds = staged.workspace, staged.binds
+	cfg.StatusFD = 6
+	iso := map[string]string{
+		"backend":      "native",
+		"userns":       fmt.Sprintf("uid 0-%d -> host %d-%d", uidRange-1, lo, lo+uidRange-1),
+		"host_uid":     strconv.FormatUint(uint64(lo+sandboxUID), 10),
+		"host_uids":    fmt.Sprintf("%d-%d", lo, lo+uidRange-1),
+		"uid":          strconv.Itoa(sandboxUID),
+		"pidns":        "yes (non-dumpable reaper is pid 1)",
+		"mountns":      "tmpfs root (ro), ro /usr, fresh /proc (masked), minimal /dev",
+		"netns":        "empty (lo down)",
+		"ipcns":        "yes",
+		"utsns":        "yes",
+		"network":      NetworkOff,
+		"no_new_privs": "yes",
+		"caps":         "all dropped (bounding, ambient, effective)",
+	}
+	cfgW := h.cfgW
+	release := func() error {
+		b, err := json.Marshal(cfg)
+		if err != nil {
+			return fmt.Errorf("sandbox: config: %w", err)
+		}
+		// The helper reads to EOF; a large config must not block us.
+		go func() {
+			_, _ = cfgW.Write(b)
+			cfgW.Close()
+		}()
+		return nil
+	}
+	return run.execute(ctx, h.proc, release, iso, cfg)
+}
+
+// nativeHelper is a started native helper: in fresh namespaces with the
+// slot's uid map, blocked until its config arrives.
+type nativeHelper struct {
+	proc    *proc
+	slot    int
+	lo      uint32
+	cfgW    *os.File
+	statusR *os.File
+}
+
+// spawnNative starts a native helper (H3) on a fresh slot.
+func spawnNative() (*nativeHelper, error) {
+	// The staging directory must be a shared mount before the helper's
+	// mount namespace is copied, or later staged binds stay invisible.
+	if _, err := stageBase(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	slot, err := slots.acquire()
+	if err != nil {
+		return nil, err
+	}
+	lo, _ := slotUIDs(slot)
+	fail := func(err error, files ...*os.File) (*nativeHelper, error) {
+		for _, f := range files {
+			f.Close()
+		}
+		slots.release(slot)
+		return nil, err
+	}
+	self, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return fail(fmt.Errorf("sandbox: open own binary: %w", err))
+	}
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		return fail(fmt.Errorf("sandbox: pipe: %w", err), self)
+	}
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return fail(fmt.Errorf("sandbox: pipe: %w", err), self, statusR, statusW)
+	}
 	cmd := &exec.Cmd{
 		// The helper is our own binary, executed through a descriptor the
 		// root parent opened read-only: the unprivileged uid needs no path
@@ -326,40 +415,141 @@ func (n *Native) Run(ctx context.Context, spec Spec) (Result, error) {
 		Setsid:                     true,
 		Pdeathsig:                  syscall.SIGKILL,
 	}
-	iso := map[string]string{
-		"backend":      "native",
-		"userns":       fmt.Sprintf("uid 0-%d -> host %d-%d", uidRange-1, lo, lo+uidRange-1),
-		"host_uid":     strconv.FormatUint(uint64(lo+sandboxUID), 10),
-		"host_uids":    fmt.Sprintf("%d-%d", lo, lo+uidRange-1),
-		"uid":          strconv.Itoa(sandboxUID),
-		"pidns":        "yes (non-dumpable reaper is pid 1)",
-		"mountns":      "tmpfs root (ro), ro /usr, fresh /proc (masked), minimal /dev",
-		"netns":        "empty (lo down)",
-		"ipcns":        "yes",
-		"utsns":        "yes",
-		"network":      NetworkOff,
-		"no_new_privs": "yes",
-		"caps":         "all dropped (bounding, ambient, effective)",
-	}
-	cfgR, cfgW, err := os.Pipe()
+	// fd 3 config, fd 4 errors, fd 5 our binary, fd 6 the reaper's status.
+	p, err := startProc(cmd, cfgR, []*os.File{self, statusW})
 	if err != nil {
-		return Result{}, fmt.Errorf("sandbox: pipe: %w", err)
+		return fail(err, cfgW, statusR)
 	}
-	defer cfgW.Close()
-	release := func() error {
-		b, err := json.Marshal(cfg)
-		if err != nil {
-			return fmt.Errorf("sandbox: config: %w", err)
+	return &nativeHelper{proc: p, slot: slot, lo: lo, cfgW: cfgW, statusR: statusR}, nil
+}
+
+// release frees everything the helper held once its run is over.
+func (h *nativeHelper) release() {
+	h.proc.kill()
+	h.proc.closeAll()
+	h.cfgW.Close()
+	h.statusR.Close()
+	slots.release(h.slot)
+}
+
+// helperPool keeps native helpers started ahead of their runs, so a run
+// does not wait for our (large) binary to start. Helpers die with the
+// daemon (Pdeathsig) and hold their slot while they wait.
+type helperPool struct {
+	mu      sync.Mutex
+	ready   []*nativeHelper
+	filling int
+	size    int
+}
+
+var warm = &helperPool{size: 1}
+
+func (p *helperPool) get() *nativeHelper {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.ready) > 0 {
+		h := p.ready[0]
+		p.ready = p.ready[1:]
+		select {
+		case <-h.proc.done:
+			h.release() // died while waiting
+		default:
+			return h
 		}
-		// The helper reads to EOF; a large config must not block us.
-		go func() {
-			_, _ = cfgW.Write(b)
-			cfgW.Close()
-		}()
-		return nil
 	}
-	run.status = statusR
-	return run.execute(ctx, launch{cmd: cmd, fd3: cfgR, files: extra, release: release}, iso, cfg)
+	return nil
+}
+
+func (p *helperPool) fill() {
+	p.mu.Lock()
+	if len(p.ready)+p.filling >= p.size {
+		p.mu.Unlock()
+		return
+	}
+	p.filling++
+	p.mu.Unlock()
+	h, err := spawnNative()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.filling--
+	if err == nil {
+		p.ready = append(p.ready, h)
+	}
+}
+
+// proc is a started helper process.
+type proc struct {
+	cmd     *exec.Cmd
+	pid     int
+	done    chan struct{} // closed when Wait returned
+	werr    error
+	errR    *os.File // setup errors; EOF when the program started
+	stdinW  *os.File
+	stdoutR *os.File
+	stderrR *os.File
+}
+
+// startProc starts cmd with pipes on fds 0–2, fd3 on 3, the error pipe on 4
+// and files from 5, on a locked OS thread that lives until the process
+// exits (Pdeathsig fires when the forking thread exits, not the process).
+func startProc(cmd *exec.Cmd, fd3 *os.File, files []*os.File) (*proc, error) {
+	var ends [8]*os.File
+	for i := 0; i < 8; i += 2 {
+		r, w, err := os.Pipe()
+		if err != nil {
+			for _, f := range append(ends[:i], append([]*os.File{fd3}, files...)...) {
+				f.Close()
+			}
+			return nil, fmt.Errorf("sandbox: pipe: %w", err)
+		}
+		ends[i], ends[i+1] = r, w
+	}
+	stdinR, stdinW := ends[0], ends[1]
+	stdoutR, stdoutW := ends[2], ends[3]
+	stderrR, stderrW := ends[4], ends[5]
+	errR, errW := ends[6], ends[7]
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, stdoutW, stderrW
+	cmd.ExtraFiles = append([]*os.File{fd3, errW}, files...)
+	p := &proc{cmd: cmd, done: make(chan struct{}), errR: errR, stdinW: stdinW, stdoutR: stdoutR, stderrR: stderrR}
+	startErr := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err := cmd.Start()
+		startErr <- err
+		if err == nil {
+			p.werr = cmd.Wait()
+			close(p.done)
+		}
+	}()
+	err := <-startErr
+	// The child's ends: only the child holds them from now on.
+	for _, f := range append([]*os.File{stdinR, stdoutW, stderrW, errW, fd3}, files...) {
+		f.Close()
+	}
+	if err != nil {
+		p.closeAll()
+		return nil, fmt.Errorf("sandbox: start helper: %w", err)
+	}
+	p.pid = cmd.Process.Pid
+	return p, nil
+}
+
+// kill SIGKILLs the process and waits for it.
+func (p *proc) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = syscall.Kill(p.pid, syscall.SIGKILL)
+	<-p.done
+}
+
+func (p *proc) closeAll() {
+	for _, f := range []*os.File{p.errR, p.stdinW, p.stdoutR, p.stderrR} {
+		f.Close()
+	}
 }
 
 // hostRun is the host side of one run (H2–H7), shared by native and bwrap.
@@ -369,7 +559,8 @@ type hostRun struct {
 	spec  normSpec
 	drain time.Duration
 	log   *slog.Logger
-	uid   uint32 // host uid of the program
+	uid   uint32    // host uid of the program
+	start time.Time // when Run was called
 	// status, when set, is the read end of the reaper's status pipe.
 	status *os.File
 	// exitSignals: the helper reports a program killed by signal N as exit
@@ -377,26 +568,15 @@ type hostRun struct {
 	exitSignals bool
 }
 
-// launch is how a backend starts its helper.
-type launch struct {
-	cmd *exec.Cmd // ExtraFiles are set by execute: fd 3, fd 4 errors, then files
-	// fd3 is the child's fd 3 (config or sync pipe read end), files follow
-	// the error pipe (fd 5 on). Both are closed in the parent after start.
-	fd3   *os.File
-	files []*os.File
-	// release runs once the helper is in the cgroups: it lets it go on.
-	release func() error
-}
-
-// execute places the helper in a fresh cgroup, releases it, enforces the
-// deadline and collects the result.
-func (r *hostRun) execute(ctx context.Context, l launch, iso map[string]string, cfg childConfig) (Result, error) {
-	start := time.Now()
+// execute places the started helper in a fresh cgroup, releases it,
+// enforces the deadline and collects the result.
+func (r *hostRun) execute(ctx context.Context, p *proc, release func() error, iso map[string]string, cfg childConfig) (Result, error) {
+	start := r.start
 	s := r.spec
-	cmd := l.cmd
 	lim := cgroupLimits{Memory: s.Memory, Pids: s.Pids, CPUs: s.CPUs}
 	cg, err := newRunCgroup(r.caps.Cgroup, r.name, lim)
 	if err != nil {
+		p.kill()
 		return Result{}, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	defer func() {
@@ -404,76 +584,59 @@ func (r *hostRun) execute(ctx context.Context, l launch, iso map[string]string, 
 			r.log.Warn("cgroup cleanup", "err", err)
 		}
 	}()
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		return Result{}, fmt.Errorf("sandbox: pipe: %w", err)
-	}
-	defer errR.Close()
-	stdout := NewCollector(s.OutputCap)
-	stderr := NewCollector(s.OutputCap)
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	if s.Stdin != nil {
-		cmd.Stdin = bytes.NewReader(s.Stdin)
-	}
-	cmd.ExtraFiles = append([]*os.File{l.fd3, errW}, l.files...)
-	cmd.WaitDelay = r.drain
-
-	// Start and Wait on one locked thread: Pdeathsig fires when the thread
-	// that forked the helper exits, not the process.
-	startErr := make(chan error, 1)
-	waitErr := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		err := cmd.Start()
-		startErr <- err
-		if err == nil {
-			waitErr <- cmd.Wait()
-		}
-	}()
-	err = <-startErr
-	// The child's ends: only the child holds them from now on.
-	l.fd3.Close()
-	errW.Close()
-	for _, f := range l.files {
-		f.Close()
-	}
-	if err != nil {
-		return Result{}, fmt.Errorf("sandbox: start helper: %w", err)
-	}
-	pid := cmd.Process.Pid
 	// H4: into the cgroups before the helper runs anything.
-	if err := cg.add(pid); err != nil {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		<-waitErr
+	if err := cg.add(p.pid); err != nil {
+		p.kill()
 		return Result{}, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
-	if err := l.release(); err != nil {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		<-waitErr
+	if err := release(); err != nil {
+		p.kill()
 		return Result{}, err
 	}
-	// The error pipe closes at the helper's exec (close-on-exec): EOF with
-	// no message means the program started.
+	go func() {
+		if s.Stdin != nil {
+			_, _ = p.stdinW.Write(s.Stdin)
+		}
+		p.stdinW.Close()
+	}()
+	// H5: drain both streams into bounded collectors.
+	stdout := NewCollector(s.OutputCap)
+	stderr := NewCollector(s.OutputCap)
+	copied := make(chan struct{}, 2)
+	for _, c := range []struct {
+		dst *Collector
+		src *os.File
+	}{{stdout, p.stdoutR}, {stderr, p.stderrR}} {
+		go func() {
+			_, _ = io.Copy(c.dst, c.src)
+			copied <- struct{}{}
+		}()
+	}
+	// The error pipe closes at the program's exec (close-on-exec, or the
+	// reaper closes it): EOF with no message means the program started.
 	setupMsg := make(chan string, 1)
 	go func() {
-		msg, _ := io.ReadAll(io.LimitReader(errR, 4096))
+		msg, _ := io.ReadAll(io.LimitReader(p.errR, 4096))
 		setupMsg <- string(msg)
 	}()
 
 	timer := time.NewTimer(s.WallTimeout)
 	defer timer.Stop()
 	var (
-		limit   string
-		waitRes error
-		ctxErr  error
-		setup   time.Duration
-		gotMsg  bool
-		msg     string
+		limit  string
+		ctxErr error
+		setup  time.Duration
+		gotMsg bool
+		msg    string
 	)
 	kill := func() {
 		cg.killAll(2 * time.Second)
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+		_ = syscall.Kill(p.pid, syscall.SIGKILL)
+	}
+	refuse := func(m string) (Result, error) {
+		kill()
+		<-p.done
+		return Result{}, fmt.Errorf("%w: %s", ErrRefused, m)
 	}
 loop:
 	for {
@@ -482,11 +645,9 @@ loop:
 			gotMsg, msg = true, m
 			setup = time.Since(start)
 			if m != "" {
-				kill()
-				<-waitErr
-				return Result{}, fmt.Errorf("%w: %s", ErrRefused, m)
+				return refuse(m)
 			}
-		case waitRes = <-waitErr:
+		case <-p.done:
 			break loop
 		case <-timer.C:
 			limit = LimitTimeout
@@ -501,25 +662,36 @@ loop:
 		msg = <-setupMsg
 		setup = time.Since(start)
 		if msg != "" {
-			return Result{}, fmt.Errorf("%w: %s", ErrRefused, msg)
+			return refuse(msg)
+		}
+	}
+	// Drain: a background process may still hold the pipes (#27).
+	drain := time.NewTimer(r.drain)
+	defer drain.Stop()
+	for pending := 2; pending > 0; {
+		select {
+		case <-copied:
+			pending--
+		case <-drain.C:
+			cg.killAll(2 * time.Second)
+			p.stdoutR.Close()
+			p.stderrR.Close()
 		}
 	}
 	wall := time.Since(start) - setup
-	// Anything left (a daemon that outlived pid 1 cannot exist in a pid
-	// namespace, but the bwrap backend and pipe holders are covered here).
 	st := cg.stats()
-	empty := cg.killAll(2 * time.Second)
-	if !empty {
+	if !cg.killAll(2 * time.Second) {
 		r.log.Error("sandbox run left processes behind", "run", r.name)
 	}
-	if waitRes != nil && !errors.Is(waitRes, exec.ErrWaitDelay) {
+	if p.werr != nil {
 		var ee *exec.ExitError
-		if !errors.As(waitRes, &ee) {
-			return Result{}, fmt.Errorf("sandbox: wait: %w", waitRes)
+		if !errors.As(p.werr, &ee) {
+			return Result{}, fmt.Errorf("sandbox: wait: %w", p.werr)
 		}
 	}
+	ps := p.cmd.ProcessState
 	res := Result{
-		ExitCode:    cmd.ProcessState.ExitCode(),
+		ExitCode:    ps.ExitCode(),
 		Stdout:      stdout.Bytes(),
 		Stderr:      stderr.Bytes(),
 		StdoutBytes: stdout.Total(),
@@ -532,7 +704,7 @@ loop:
 		Isolation:   iso,
 	}
 	var sig syscall.Signal
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		sig = ws.Signal()
 	} else if r.status != nil {
 		// The reaper (pid 1) reports how the program died.
@@ -711,7 +883,6 @@ func stageBinds(run string, s normSpec) (*staging, error) {
 			os.Remove(dst)
 			return "", fmt.Errorf("sandbox: stage bind %s: %w", src, err)
 		}
-		_ = unix.Mount("", dst, "", unix.MS_REC|unix.MS_PRIVATE, "")
 		st.mounts = append(st.mounts, dst)
 		return dst, nil
 	}
@@ -752,18 +923,47 @@ func (st *staging) tmpfs(run string, size int64, uid uint32, mode string) (strin
 		os.Remove(dst)
 		return "", fmt.Errorf("sandbox: stage tmpfs: %w", err)
 	}
-	_ = unix.Mount("", dst, "", unix.MS_PRIVATE, "")
 	st.mounts = append(st.mounts, dst)
 	return dst, nil
 }
 
-func (st *staging) mkdir(run string) error {
+// stageBase is the root-owned 0755 directory runs stage their binds in. It
+// is made a shared mount of its own, so binds staged after a helper's mount
+// namespace was copied (a helper started ahead of its run) propagate into
+// it, and their unmounts too.
+var stageBase = sync.OnceValues(func() (string, error) {
 	base := "/run/airlock-sandbox-stage"
 	if err := os.MkdirAll(base, 0o755); err != nil {
-		base = filepath.Join(os.TempDir(), "airlock-sandbox-stage")
-		if err := os.MkdirAll(base, 0o755); err != nil {
-			return fmt.Errorf("sandbox: stage dir: %w", err)
+		return "", fmt.Errorf("sandbox: stage dir: %w", err)
+	}
+	if !isMountPoint(base) {
+		if err := unix.Mount(base, base, "", unix.MS_BIND, ""); err != nil {
+			return "", fmt.Errorf("sandbox: stage dir: %w", err)
 		}
+	}
+	if err := unix.Mount("", base, "", unix.MS_SHARED, ""); err != nil {
+		return "", fmt.Errorf("sandbox: stage dir shared: %w", err)
+	}
+	return base, nil
+})
+
+func isMountPoint(p string) bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) > 4 && unescapeMount(f[4]) == p {
+			return true
+		}
+	}
+	return false
+}
+
+func (st *staging) mkdir(run string) error {
+	base, err := stageBase()
+	if err != nil {
+		return err
 	}
 	st.dir = filepath.Join(base, run)
 	if err := os.Mkdir(st.dir, 0o755); err != nil {
