@@ -202,13 +202,22 @@ func (p *Proxy) Server() *mcp.Server { return p.server }
 // Run serves one client over t (a *mcp.StdioTransport for stdio) until the
 // client disconnects, the upstream server exits, or ctx ends.
 func (p *Proxy) Run(ctx context.Context, t mcp.Transport) error {
-	ctx, cancel := context.WithCancel(ctx)
+	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	upDone := make(chan struct{})
 	go func() {
 		_ = p.up.Wait()
+		close(upDone)
 		cancel()
 	}()
-	err := p.server.Run(ctx, t)
+	err := p.server.Run(rctx, t)
+	select {
+	case <-upDone:
+		if ctx.Err() == nil {
+			return errors.New("mcpproxy: the MCP server exited")
+		}
+	default:
+	}
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
