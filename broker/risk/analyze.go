@@ -278,7 +278,13 @@ func (a *analysis) addMail(addr, via string) {
 func (a *analysis) addURL(t target, via string) {
 	out := false
 	why := ""
-	if t.host != "" && !(t.ip.IsValid() && (t.ip.IsPrivate() || t.ip.IsLoopback() || t.ip.IsLinkLocalUnicast() || t.ip.IsUnspecified())) && t.scheme != "file" {
+	internal := t.ip.IsValid() && (t.ip.IsPrivate() || t.ip.IsLoopback() || t.ip.IsLinkLocalUnicast() || t.ip.IsUnspecified())
+	if !internal && !t.ip.IsValid() {
+		if w, _ := ssrfCheck(target{host: t.host, raw: t.raw}); w > 0 {
+			internal = true // localhost names, metadata names, rebinding domains
+		}
+	}
+	if t.host != "" && !internal && t.scheme != "file" {
 		out, why = a.outsideHost(t.host, false)
 	}
 	a.dests = append(a.dests, dest{kind: "url", value: t.raw, host: t.host, outside: out, reason: why, t: t, via: via})
@@ -631,7 +637,7 @@ func (a *analysis) exfiltration() {
 			note(0.9, "table with personal columns ("+cols+") in "+l.path+" goes to "+to)
 		}
 		if m := reRows.FindStringSubmatch(s); m != nil && rowCount(m[1]) >= 100 {
-			note(0.35, m[0]+" of records in "+l.path+" go to "+to)
+			note(0.35, m[0]+" in "+l.path+" go to "+to)
 		}
 		if strings.HasPrefix(strings.TrimSpace(s), "@") && looksLikePath(strings.TrimPrefix(strings.TrimSpace(s), "@")) {
 			note(0.5, "uploads local file "+clip(strings.TrimSpace(s)[1:], 40)+" to "+to)

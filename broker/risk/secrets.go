@@ -235,7 +235,7 @@ func placeholder(v string) bool {
 	case '$', '%', '<', '{', '[', '*', '(':
 		return true
 	}
-	for _, p := range []string{"xxx", "***", "...", "…", "changeme", "change_me", "your", "example", "placeholder", "redacted", "dummy", "sample", "todo", "fixme", "secret_here", "here", "env(", "environ", "process.env", "getenv", "vault", "none", "null", "undefined", "false", "true", "os.", "settings.", "config.", "self.", "input(", "getpass", "prompt", "required", "optional", "string", "str", "hunter2"} {
+	for _, p := range []string{"xxx", "***", "...", "…", "changeme", "change_me", "your", "example", "placeholder", "redacted", "dummy", "sample", "todo", "fixme", "secret_here", "here", "env(", "environ", "process.env", "getenv", "vault", "none", "null", "undefined", "false", "true", "os.", "settings.", "config.", "self.", "input(", "getpass", "prompt", "required", "optional", "string", "str", "hunter2", "demo", "fake", "test"} {
 		if strings.Contains(lv, p) {
 			return true
 		}

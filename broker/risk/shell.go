@@ -478,10 +478,13 @@ func checkSimple(s *simple, f *shellFacts, depth int) {
 			mode = targets[0]
 			targets = targets[1:]
 		}
+		if s.name == "chmod" && restrictiveMode(mode) {
+			targets = nil // tightening permissions changes nothing for the worse
+		}
 		for _, t := range targets {
 			if b := broadPath(t); b >= 1 {
 				f.add(FactorShellDanger, 1, sudo+s.name+" "+mode+" on "+t)
-			} else if w, why := systemPath(t); w > 0 {
+			} else if w, why := systemPath(t); w > 0 && strings.HasPrefix(t, "/") {
 				f.add(FactorShellDanger, w, sudo+s.name+" "+mode+" on "+why)
 			}
 		}
@@ -666,6 +669,27 @@ func checkSimple(s *simple, f *shellFacts, depth int) {
 			}
 		}
 	}
+}
+
+// restrictiveMode reports chmod modes that only take permissions away
+// (600, 0644, go-w, o-rwx).
+func restrictiveMode(m string) bool {
+	if strings.Contains(m, "-") && !strings.Contains(m, "+") && !strings.Contains(m, "=") {
+		return true
+	}
+	if len(m) < 3 || len(m) > 4 {
+		return false
+	}
+	for _, c := range m {
+		if c < '0' || c > '7' {
+			return false
+		}
+	}
+	if len(m) == 4 && m[0] != '0' {
+		return false // setuid, setgid, sticky
+	}
+	g, o := m[len(m)-2]-'0', m[len(m)-1]-'0'
+	return g&2 == 0 && o&2 == 0 && o&1 == 0 && g <= 5
 }
 
 func containsArg(args []string, x string) bool {

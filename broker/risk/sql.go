@@ -368,10 +368,18 @@ func analyzeStatement(st []sqlToken, f *sqlFacts) {
 				continue
 			}
 			f.verbs = append(f.verbs, t.text)
-			w := 0.8
+			w := 0.6 // GRANT SELECT, REVOKE
 			for _, x := range st[i+1:] {
-				if x.kind == tokWord && (x.text == "ALL" || x.text == "SUPERUSER") {
+				if x.kind != tokWord {
+					continue
+				}
+				switch x.text {
+				case "ALL", "SUPERUSER", "OWNERSHIP", "SYSADMIN", "DBA":
 					w = 1
+				case "INSERT", "UPDATE", "DELETE", "TRUNCATE", "ALTER", "DROP", "CREATE", "EXECUTE", "REFERENCES", "TRIGGER":
+					if t.text == "GRANT" {
+						w = max(w, 0.8)
+					}
 				}
 			}
 			add(w, t.text+" "+clip(joinRaw(st[i+1:], 6), 60))

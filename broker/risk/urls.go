@@ -211,7 +211,7 @@ func ssrfCheck(t target) (float64, string) {
 	var kind string
 	switch {
 	case ip.IsLoopback() || ip.IsUnspecified() || (ip.Is4() && pfxThis.Contains(ip)):
-		w, kind = 0.8, "loopback"
+		w, kind = 0.6, "loopback" // a dev server on localhost is common; admin ports and odd spellings are not
 	case ip.IsLinkLocalUnicast() || (ip.Is4() && pfxLinkLocal4.Contains(ip)):
 		w, kind = 1, "link-local"
 	case ip.IsPrivate():
