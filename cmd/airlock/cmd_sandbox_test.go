@@ -62,7 +62,8 @@ func TestSandboxRunNative(t *testing.T) {
 			wantErrIn: []string{"limit output", "output truncated (100000+"}},
 		{name: "workspace-read-only", args: []string{"sandbox", "run", "--workspace", dir, "--lang", "shell", "--code", "cat code.sh; echo x > new"},
 			wantOut: "echo from-file", wantErrIn: []string{"exit "}, wantCode: -2},
-		{name: "no-network", args: []string{"sandbox", "run", "--lang", "bash", "--code", "echo > /dev/tcp/1.1.1.1/443"}, wantCode: -2},
+		{name: "no-network", args: []string{"sandbox", "run", "--lang", "bash", "--code", "echo > /dev/tcp/1.1.1.1/443 && echo CONNECTED; echo done"},
+			wantOut: "done\n", wantErrIn: []string{"/dev/tcp/1.1.1.1/443"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
