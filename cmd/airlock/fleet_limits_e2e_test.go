@@ -132,7 +132,6 @@ func TestLimitsSurviveRestart(t *testing.T) {
 		}
 	}
 	_ = first.Process.Signal(interruptSignal())
-	_ = first.Wait()
 	waitClosed(t, addr)
 	startProcess(t, filepath.Join(dir, "serve2.log"), "serve", "--data", data, "--policy", policyPath, "--listen", addr)
 	waitListening(t, addr, filepath.Join(dir, "serve2.log"))
