@@ -10,6 +10,8 @@ package metrics
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -222,4 +224,31 @@ func (t *timedAuditor) Append(ctx context.Context, ev airlock.Event) (airlock.Re
 	r, err := t.a.Append(ctx, ev)
 	t.m.AuditWrite(time.Since(start), err)
 	return r, err
+}
+
+// ListenAndServe serves Handler(g) at /metrics on addr until ctx ends
+// (`airlock serve --metrics HOST:PORT`).
+func ListenAndServe(ctx context.Context, addr string, g prometheus.Gatherer) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics: listen: %w", err)
+	}
+	return Serve(ctx, ln, g)
+}
+
+// Serve serves Handler(g) at /metrics on ln until ctx ends.
+func Serve(ctx context.Context, ln net.Listener, g prometheus.Gatherer) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", Handler(g))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("metrics: %w", err)
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	}
 }

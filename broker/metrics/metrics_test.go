@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -154,5 +155,31 @@ func TestAuditorWrapper(t *testing.T) {
 	var nilM *metrics.Metrics
 	if nilM.Auditor(log) != airlock.Auditor(log) {
 		t.Error("a nil *Metrics must return the auditor unchanged")
+	}
+}
+
+func TestServe(t *testing.T) {
+	reg := metrics.NewRegistry()
+	m := metrics.New(reg)
+	m.Pending(3)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- metrics.Serve(ctx, ln, reg) }()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), "airlock_pending_calls 3") {
+		t.Errorf("got %s, want the pending gauge", b)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
 	}
 }
