@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -223,13 +224,18 @@ func normalize(s Spec) (normSpec, error) {
 		}
 		s.Binds[i].Target = t
 	}
-	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/workspace", "TMPDIR=/tmp", "LANG=C.UTF-8"}
+	base := map[string]string{"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/workspace", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
 	for k, v := range s.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") || strings.IndexByte(v, 0) >= 0 {
 			return normSpec{}, fmt.Errorf("sandbox: bad environment variable %q", k)
 		}
+		base[k] = v
+	}
+	env := make([]string, 0, len(base))
+	for k, v := range base {
 		env = append(env, k+"="+v)
 	}
+	slices.Sort(env)
 	return normSpec{Spec: s, env: env}, nil
 }
 
