@@ -67,9 +67,12 @@ func injectionCheck(s string) (float64, string) {
 		return 1
 	}
 	// Cheap substring gates keep the regular expressions off ordinary text.
-	hasObject := containsAny(norm, "instruction", "prompt", "rule", "direction", "guideline", "guidance", "directive", "order",
-		"command", "context", "constraint", "guardrail", "restriction", "programming", "polic", "message", "conditioning", "training")
-	if hasObject && containsAny(norm, "ignore", "disregard", "forget", "override", "bypass", "skip", "abandon", "discard", "neglect", "drop", "set aside", "throw out", "follow") {
+	var ws wordSet
+	ws.index(s)
+	hasObject := ws.any("instruction", "instructions", "prompt", "prompts", "rule", "rules", "direction", "directions", "guideline", "guidelines",
+		"guidance", "directive", "directives", "order", "orders", "command", "commands", "context", "constraint", "constraints", "guardrail",
+		"guardrails", "restriction", "restrictions", "programming", "policy", "policies", "message", "messages", "conditioning", "training")
+	if hasObject && ws.any("ignore", "disregard", "forget", "override", "bypass", "skip", "abandon", "discard", "neglect", "drop", "set", "throw", "follow") {
 		if loc := reOverride.FindStringIndex(norm); loc != nil {
 			m := norm[loc[0]:loc[1]]
 			w := 1.0
@@ -79,30 +82,30 @@ func injectionCheck(s string) (float64, string) {
 			note(w*discount(loc), "override", "asks the model to "+clip(m, 60))
 		}
 	}
-	if containsAny(norm, "everything", "anything", "all of the") {
+	if ws.any("everything", "anything", "all") && ws.any("ignore", "disregard", "forget") {
 		if loc := reEverything.FindStringIndex(norm); loc != nil {
 			note(0.9*discount(loc), "override", "asks the model to "+clip(norm[loc[0]:loc[1]], 60))
 		}
 	}
-	if containsAny(norm, "new task", "real task", "new instructions", "updated instructions", "new system prompt", "actual task") {
+	if ws.any("task", "instructions", "prompt", "job", "goal", "objective") && ws.any("new", "real", "actual", "true", "updated") {
 		if loc := reNewTask.FindStringIndex(norm); loc != nil {
 			note(0.6*discount(loc), "newtask", "announces new instructions: "+clip(norm[loc[0]:min(len(norm), loc[1]+30)], 60))
 		}
 	}
-	if containsAny(norm, " now", "pretend", "act as", "roleplay") {
+	if ws.any("now", "pretend", "act", "roleplay") {
 		if loc := reRole.FindStringIndex(norm); loc != nil {
 			end := min(loc[1]+40, len(norm))
 			note(0.6*discount(loc), "role", "reassigns the model's role: "+clip(norm[loc[0]:end], 60))
 		}
 	}
-	if strings.Contains(norm, " mode") {
+	if ws.has("mode") {
 		if loc := reMode.FindStringIndex(norm); loc != nil && !strings.HasSuffix(strings.TrimSpace(norm[loc[0]:loc[1]]), " mode") {
 			note(0.6*discount(loc), "mode", "claims a special mode: "+clip(norm[loc[0]:loc[1]], 40))
 		}
 	}
 	// Forged role headers are judged on the original text: "SYSTEM:" in
 	// capitals mid-message is the tell; "System: Linux" in a log line is not.
-	if strings.ContainsAny(s, ":]>") && containsAny(norm, "system", "assistant", "developer", "admin", "operator") {
+	if ws.any("system", "assistant", "developer", "admin", "administrator", "operator") && strings.ContainsAny(s, ":]>") {
 		if loc := reHeader.FindStringIndex(s); loc != nil {
 			h := s[loc[0]:loc[1]]
 			w := 0.5
@@ -121,22 +124,22 @@ func injectionCheck(s string) (float64, string) {
 			}
 		}
 	}
-	if containsAny(s, "<|", "[INST", "[/INST", "<<SYS") {
+	if strings.ContainsAny(s, "<[") && containsAny(s, "<|", "[INST", "[/INST", "<<SYS") {
 		if loc := reChatTokens.FindStringIndex(s); loc != nil {
 			note(1*discount(loc), "tokens", "chat-template control token "+s[loc[0]:loc[1]])
 		}
 	}
-	if containsAny(norm, "prompt", "instruction", "key", "credential", "password", "secret", "token", "environment", "env var") {
+	if ws.any("prompt", "instructions", "key", "keys", "credentials", "password", "passwords", "secret", "secrets", "tokens", "environment", "env") {
 		if loc := reDisclose.FindStringIndex(norm); loc != nil {
 			note(0.7*discount(loc), "disclose", "asks to "+clip(norm[loc[0]:loc[1]], 60))
 		}
 	}
-	if len(kinds) > 0 && containsAny(norm, "not ", "n't", "never", "without") {
+	if len(kinds) > 0 && ws.any("not", "don't", "never", "without") {
 		if loc := reSecrecy.FindStringIndex(norm); loc != nil {
 			note(0.5, "secrecy", "asks to hide the action: "+clip(norm[loc[0]:loc[1]], 40))
 		}
 	}
-	if containsAny(norm, "ai:", "ai,", "ai :", "assistant", "agent", "model", "llm", "bot", "claude", "gpt", "copilot", "when you", "note to") {
+	if ws.any("ai", "assistant", "agent", "model", "llm", "bot", "chatbot", "claude", "gpt", "copilot", "when", "note") {
 		if loc := reAddress.FindStringIndex(norm); loc != nil {
 			note(0.5*discount(loc), "address", "addresses the model directly: "+clip(norm[loc[0]:min(len(norm), loc[1]+30)], 60))
 		}

@@ -105,7 +105,12 @@ func findSecrets(s string) []secretHit {
 			add("password in a URL", "", 0.8)
 		}
 	}
-	lower := strings.ToLower(s)
+	var ws wordSet
+	ws.index(s)
+	lower := ""
+	if ws.any("pass", "password", "passwd", "passphrase", "pwd", "secret", "key", "apikey", "token", "auth", "credential", "credentials", "access", "bearer", "basic") {
+		lower = strings.ToLower(s)
+	}
 	// Run the assignment pattern only in windows around its keywords.
 	for _, win := range keywordWindows(s, lower, assignKeywords, 8) {
 		for _, m := range reAssign.FindAllStringSubmatch(win, 4) {
@@ -138,6 +143,9 @@ var (
 // keywordWindows returns up to n non-overlapping windows of s around the
 // occurrences of keywords in lower (s lower-cased, same length).
 func keywordWindows(s, lower string, keywords []string, n int) []string {
+	if lower == "" {
+		return nil
+	}
 	if len(lower) != len(s) {
 		lower = s // non-ASCII case mapping changed lengths: scan the whole text
 		return []string{s}
