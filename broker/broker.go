@@ -62,6 +62,9 @@ type Config struct {
 	// Exclusive says this broker is the only one on its NATS system (the
 	// embedded deployment): at start, every run left "executing" is orphaned.
 	Exclusive bool
+	// History, when set, lets reviewers replay a proposed rule against the
+	// audit log's past decisions (airlock.admin.replay).
+	History HistoryFunc
 	// Metrics, when set, counts calls, waits, refusals, runs and audit writes.
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
@@ -185,6 +188,9 @@ func (b *Broker) Start(ctx context.Context) error {
 		return err
 	}
 	if err := add("grants", b.subject("admin", "grants"), b.handleGrants); err != nil {
+		return err
+	}
+	if err := add("replay", b.subject("admin", "replay"), b.handleReplay); err != nil {
 		return err
 	}
 	b.wg.Add(1)
