@@ -184,6 +184,21 @@ func TestExpandGenerator(t *testing.T) {
 	}
 }
 
+// TestRiskEvalHoldout gates the scorer on the hold-out corpus written for
+// broker/risk independently of the shared corpus's wording.
+func TestRiskEvalHoldout(t *testing.T) {
+	p := filepath.Join("..", "..", "broker", "risk", "testdata", "holdout.jsonl")
+	for _, args := range [][]string{
+		{"eval", p, "--min-recall", "0.95", "--max-false-alarm", "0.05", "--org-domains", "acme.com", "--org-hosts", "acme.com,*.acme.internal"},
+		{"eval", p, "--min-recall", "0.90", "--max-false-alarm", "0.05"},
+	} {
+		out, errs, code := runRiskCmd(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: got exit %d (%s)\n%s", args, code, errs, out)
+		}
+	}
+}
+
 // TestRiskEvalSharedCorpus runs the targets of issue 4 on the shared corpus
 // when it is present next to the repository.
 func TestRiskEvalSharedCorpus(t *testing.T) {
