@@ -38,7 +38,9 @@ func buildWasm(t testing.TB, name string) []byte {
 		}
 		defer os.RemoveAll(dir)
 		out := filepath.Join(dir, name+".wasm")
-		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", out, "./testdata/wasm/"+name)
+		// -trimpath: the same bytes from any checkout, so the persistent
+		// compilation cache of sharedWasm hits across clones.
+		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-trimpath", "-o", out, "./testdata/wasm/"+name)
 		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 		if msg, err := cmd.CombinedOutput(); err != nil {
 			b.err = errors.New(err.Error() + ": " + string(msg))
@@ -109,9 +111,20 @@ var wasmNoStart = wasmRaw(wasmTypeSec, wasmFuncSec,
 	[]byte{0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b})
 
 // sharedWasm is one runner for the package's tests, so each module is
-// compiled once (the compilation cache is the point).
+// compiled once. It also keeps wazero's file cache under the user cache
+// directory: compiling the 4 MB Go probe takes seconds, and tens of seconds
+// under -race (wazero's compiler is instrumented), while the cached code is
+// byte-for-byte what the compiler produced (keyed by module digest and
+// wazero version). BenchmarkWasmCompile measures the uncached path.
 var sharedWasm = sync.OnceValue(func() *Wasm {
-	w, err := NewWasm()
+	var opts []WasmOption
+	if dir, err := os.UserCacheDir(); err == nil {
+		opts = append(opts, WithWasmCacheDir(filepath.Join(dir, "airlock", "wasm-test-cache")))
+	}
+	w, err := NewWasm(opts...)
+	if err != nil {
+		w, err = NewWasm() // an unwritable cache directory: compile in memory
+	}
 	if err != nil {
 		panic(err)
 	}
@@ -473,5 +486,42 @@ func BenchmarkWasmCompile(b *testing.B) {
 			b.Fatalf("Run = %d, %v", res.ExitCode, err)
 		}
 		w.Close(b.Context())
+	}
+}
+
+// TestWasmConcurrentLimits runs modules with different memory limits at the
+// same time on one runner: each run's limit is its own (the runtime is
+// shared, the allocator is per run).
+func TestWasmConcurrentLimits(t *testing.T) {
+	probe := buildWasm(t, "probe")
+	type outcome struct {
+		small bool
+		res   Result
+		err   error
+	}
+	results := make(chan outcome, 4)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		small := i%2 == 0
+		wg.Go(func() {
+			spec := Spec{Module: probe, Argv: []string{"probe", "bigmem", "48"}, Memory: 256 << 20}
+			if small {
+				spec.Memory = 16 << 20
+			}
+			res, err := sharedWasm().Run(t.Context(), spec)
+			results <- outcome{small, res, err}
+		})
+	}
+	wg.Wait()
+	close(results)
+	for o := range results {
+		switch {
+		case o.err != nil:
+			t.Errorf("Run: %v", o.err)
+		case o.small && o.res.LimitHit != LimitMemory:
+			t.Errorf("16 MiB run: LimitHit = %q, exit %d, want memory", o.res.LimitHit, o.res.ExitCode)
+		case !o.small && (o.res.ExitCode != 0 || string(o.res.Stdout) != "allocated\n"):
+			t.Errorf("256 MiB run: exit %d, stdout %q, LimitHit %q, want success", o.res.ExitCode, o.res.Stdout, o.res.LimitHit)
+		}
 	}
 }
