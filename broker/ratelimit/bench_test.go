@@ -224,47 +224,57 @@ func heapAlloc() uint64 {
 	return m.HeapAlloc
 }
 
-// BenchmarkIdleKeyBytes: heap per key held (a user who made one call), for
-// the airlock store (user budgets: requests, tokens, cost, 24h requests,
-// concurrency; with the pressure buckets) and the list port.
+// BenchmarkIdleKeyBytes: heap per key held, for users who made 1 call or
+// 20 (the limit of 20/min), in the airlock store (user budgets: requests,
+// tokens, cost, 24h requests, concurrency, with the pressure buckets) and in
+// the list port (one timestamp per call in the window).
 func BenchmarkIdleKeyBytes(b *testing.B) {
 	const n = 200_000
 	calls := benchCalls(n)
 	limits := []policy.Limit{{Scope: "user", RequestsPerMinute: 20, TokensPerMinute: 40000, CostPerHourUSD: 10, Concurrent: 4},
 		{Scope: "user", Window: 24 * time.Hour, Requests: 5000}}
-	b.Run("limiter=airlock", func(b *testing.B) {
-		for b.Loop() {
-			before := heapAlloc()
-			l := New(limits, NewMemoryStore(WithMaxKeys(2*n)), WithClock(func() time.Time { return t0 }))
-			for _, c := range calls {
-				l.Reserve(context.Background(), c)
+	for _, perKey := range []int{1, 20} {
+		b.Run("limiter=airlock/calls-per-key="+strconv.Itoa(perKey), func(b *testing.B) {
+			for b.Loop() {
+				before := heapAlloc()
+				l := New(limits, NewMemoryStore(WithMaxKeys(2*n)), WithClock(func() time.Time { return t0 }))
+				for range perKey {
+					for _, c := range calls {
+						if r, _, _ := l.Reserve(context.Background(), c); r != nil {
+							r.Release(context.Background())
+						}
+					}
+				}
+				b.ReportMetric(float64(heapAlloc()-before)/n, "bytes/key")
+				runtime.KeepAlive(l)
 			}
-			b.ReportMetric(float64(heapAlloc()-before)/n, "bytes/key")
-			runtime.KeepAlive(l)
-		}
-	})
-	b.Run("limiter=timestamp-list", func(b *testing.B) {
-		for b.Loop() {
-			before := heapAlloc()
-			l := newListLimiter(20)
-			for _, c := range calls {
-				l.checkAndRecord(c.User, c.InputTokens, 1, t0)
+		})
+		b.Run("limiter=timestamp-list/calls-per-key="+strconv.Itoa(perKey), func(b *testing.B) {
+			for b.Loop() {
+				before := heapAlloc()
+				l := newListLimiter(20)
+				for range perKey {
+					for _, c := range calls {
+						l.checkAndRecord(c.User, c.InputTokens, 1, t0)
+					}
+				}
+				b.ReportMetric(float64(heapAlloc()-before)/n, "bytes/key")
+				runtime.KeepAlive(l)
 			}
-			b.ReportMetric(float64(heapAlloc()-before)/n, "bytes/key")
-			runtime.KeepAlive(l)
-		}
-	})
+		})
+	}
 }
 
 // BenchmarkFlood: 1,000,000 distinct users, one call each, 1 ms apart (a
-// key-rotation flood). The airlock store evicts keys once idle (two windows
-// after their call) and stays bounded; the list port keeps every key.
-// Reported: live heap after 100k and after 1M users.
+// key-rotation flood), into a store capped at 262,144 keys. With 1-minute
+// budgets a key is idle two minutes after its call and is evicted, so the
+// store holds about 120,000 keys and admits everyone; with a 1-hour budget
+// too (cost_per_hour_usd) keys stay live for two hours, the store fills up
+// and refuses new keys rather than forget usage (reported as refused-keys).
+// The list port keeps every key. Reported: live heap after 100k and 1M users.
 func BenchmarkFlood(b *testing.B) {
 	const n = 1_000_000
 	calls := benchCalls(n)
-	limits := []policy.Limit{{Scope: "user", RequestsPerMinute: 20, TokensPerMinute: 40000, CostPerHourUSD: 10, Concurrent: 4},
-		{Scope: "org", RequestsPerMinute: 1 << 40}}
 	run := func(b *testing.B, admit func(c *airlock.ToolCall, now time.Time)) {
 		for b.Loop() {
 			base := heapAlloc()
@@ -281,20 +291,38 @@ func BenchmarkFlood(b *testing.B) {
 			b.ReportMetric(float64(heapAlloc()-base)/(1<<20), "heapMB@1M")
 		}
 	}
-	b.Run("limiter=airlock", func(b *testing.B) {
-		var now time.Time
-		store := NewMemoryStore(WithMaxKeys(1 << 18))
-		l := New(limits, store, WithClock(func() time.Time { return now }))
-		run(b, func(c *airlock.ToolCall, t time.Time) {
-			now = t
-			r, rl, err := l.Reserve(context.Background(), c)
-			if err != nil || rl != nil {
-				b.Fatalf("refused: %v %+v", err, rl)
-			}
-			r.Release(context.Background())
+	for _, tc := range []struct {
+		name   string
+		limits []policy.Limit
+	}{
+		{"windows=1m", []policy.Limit{{Scope: "user", RequestsPerMinute: 20, TokensPerMinute: 40000, Concurrent: 4},
+			{Scope: "org", RequestsPerMinute: 1 << 40}}},
+		{"windows=1m+1h", []policy.Limit{{Scope: "user", RequestsPerMinute: 20, TokensPerMinute: 40000, CostPerHourUSD: 10, Concurrent: 4},
+			{Scope: "org", RequestsPerMinute: 1 << 40}}},
+	} {
+		b.Run("limiter=airlock/"+tc.name, func(b *testing.B) {
+			var now time.Time
+			store := NewMemoryStore()
+			l := New(tc.limits, store, WithClock(func() time.Time { return now }))
+			refused := 0
+			run(b, func(c *airlock.ToolCall, t time.Time) {
+				now = t
+				r, rl, err := l.Reserve(context.Background(), c)
+				switch {
+				case err != nil:
+					b.Fatal(err)
+				case rl != nil && rl.Dimension == DimKeys:
+					refused++
+				case rl != nil:
+					b.Fatalf("refused: %+v", rl)
+				default:
+					r.Release(context.Background())
+				}
+			})
+			b.ReportMetric(float64(store.Len()), "keys-held")
+			b.ReportMetric(float64(refused)/float64(b.N), "refused-keys")
 		})
-		b.ReportMetric(float64(store.Len()), "keys-held")
-	})
+	}
 	b.Run("limiter=timestamp-list", func(b *testing.B) {
 		l := newListLimiter(20)
 		run(b, func(c *airlock.ToolCall, now time.Time) { l.checkAndRecord(c.User, c.InputTokens, 1, now) })

@@ -46,6 +46,7 @@ type mshard struct {
 	m         map[hkey]*cell // by the key's 128-bit hash: no string compare, no pointer in the key
 	free      [numKinds][]*cell
 	lastSweep int64
+	fullUntil int64 // after a failed eviction, new keys are refused at once until then
 	_         [64]byte // keep shards on separate cache lines
 }
 
@@ -257,12 +258,18 @@ func (s *MemoryStore) get(sl *slot, now int64) *cell {
 	}
 	if len(sh.m) >= s.perShard {
 		// Full: evict keys holding nothing, else keys holding only the
-		// slow-and-steady signal; never keys holding usage.
-		if s.sweep(sh, now, evictSample, true) == 0 && s.sweep(sh, now, evictSample, false) == 0 &&
-			now-sh.lastSweep >= sweepRetryEvery {
-			s.sweep(sh, now, -1, false)
+		// slow-and-steady signal (or a session's message count); never
+		// keys holding usage. When nothing can go, refuse new keys at once
+		// for a second, so a flood of new keys cannot make every call pay
+		// for a sweep.
+		if now < sh.fullUntil {
+			return nil
+		}
+		if s.sweep(sh, now, evictSample, true) == 0 {
+			s.sweep(sh, now, evictSample, false)
 		}
 		if len(sh.m) >= s.perShard {
+			sh.fullUntil = now + sweepRetryEvery
 			return nil
 		}
 	}
