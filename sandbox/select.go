@@ -1,9 +1,11 @@
 package sandbox
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 )
 
 // Backends are the backend names Open accepts, default first.
@@ -44,9 +46,12 @@ func WithWasmOptions(opts ...WasmOption) OpenOption {
 
 // Open returns the named backend ("" is DefaultBackend). A backend this
 // machine cannot provide fails with an error wrapping ErrRefused; there is
-// no fallback to a weaker one. The wasm backend holds a compilation cache:
-// close it (Runner values implementing interface{ Close(context.Context)
-// error }) when done.
+// no fallback to a weaker one. Open is cheap enough to call per run: native
+// and bwrap reuse the cached Preflight, docker pings the engine (so a
+// vanished engine refuses), and wasm without options is one runner shared
+// by the process (its compiled modules are the point; it has no Close).
+// A wasm runner opened with options holds its own runtime: close it
+// (interface{ Close(context.Context) error }) when done.
 func Open(backend string, opts ...OpenOption) (Runner, error) {
 	var c openConfig
 	for _, o := range opts {
@@ -64,9 +69,29 @@ func Open(backend string, opts ...OpenOption) (Runner, error) {
 	case "docker":
 		return asRunner(NewDocker(c.docker...))
 	case "wasm", "wazero":
+		if len(c.wasm) == 0 {
+			w, err := processWasm()
+			if err != nil {
+				return nil, err
+			}
+			return sharedWasmRunner{w}, nil
+		}
 		return asRunner(NewWasm(c.wasm...))
 	}
 	return nil, fmt.Errorf("sandbox: unknown backend %q (one of %s)", backend, strings.Join(Backends, ", "))
+}
+
+// processWasm is the process-wide wasm runner Open hands out.
+var processWasm = sync.OnceValues(func() (*Wasm, error) { return NewWasm() })
+
+// sharedWasmRunner exposes the process-wide runner without its Close, so no
+// caller can close it under the others.
+type sharedWasmRunner struct{ w *Wasm }
+
+func (s sharedWasmRunner) Name() string { return s.w.Name() }
+
+func (s sharedWasmRunner) Run(ctx context.Context, spec Spec) (Result, error) {
+	return s.w.Run(ctx, spec)
 }
 
 // asRunner converts a constructor's result, keeping a failed constructor's

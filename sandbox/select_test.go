@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -53,6 +54,41 @@ func TestOpen(t *testing.T) {
 				t.Errorf("Open(%q) returned a non-nil Runner %#v with error %v", tt.backend, r, err)
 			}
 		})
+	}
+}
+
+// TestOpenWasmShared: Open("wasm") without options hands out one runner
+// for the process (opened per call by the broker, it must not leak a
+// runtime per run), and it cannot be closed by a caller.
+func TestOpenWasmShared(t *testing.T) {
+	a, err := Open("wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open("wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.(sharedWasmRunner).w != b.(sharedWasmRunner).w {
+		t.Errorf("Open(wasm) twice gave two runners, want the shared one")
+	}
+	if _, ok := a.(interface{ Close(context.Context) error }); ok {
+		t.Errorf("the shared wasm runner has Close, want none")
+	}
+	own, err := Open("wasm", WithWasmOptions(WithWasmInterpreter()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := own.(interface{ Close(context.Context) error })
+	if !ok {
+		t.Fatalf("a wasm runner opened with options has no Close")
+	}
+	defer c.Close(t.Context())
+	for _, r := range []Runner{a, own} {
+		res, err := r.Run(t.Context(), Spec{Module: wasmGrow, Memory: 1 << 20})
+		if err != nil || res.LimitHit != LimitMemory || res.Isolation["runtime"] == "" {
+			t.Errorf("Run on %s = %+v, %v, want the memory limit hit", res.Isolation["runtime"], res, err)
+		}
 	}
 }
 
