@@ -38,9 +38,25 @@ func findCgroups() (cgroupLayout, error) {
 	if err != nil {
 		return cgroupLayout{}, fmt.Errorf("sandbox: cgroups: %w", err)
 	}
+	l, err := parseCgroups(string(mounts), string(own), func(dir string) []string {
+		b, _ := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
+		return strings.Fields(string(b))
+	})
+	if err != nil || l.Version != 1 {
+		return l, err
+	}
+	_, err = os.Stat(filepath.Join(l.Dirs["memory"], "memory.memsw.limit_in_bytes"))
+	l.Swap = err == nil
+	return l, nil
+}
+
+// parseCgroups finds the cgroup v1 controller hierarchies (or the v2 mount)
+// in a mountinfo text and this process's place in each from its
+// /proc/self/cgroup text. v2Controllers lists a v2 directory's controllers.
+func parseCgroups(mounts, own string, v2Controllers func(dir string) []string) (cgroupLayout, error) {
 	// controller -> own path, from "id:ctrl,ctrl:/path".
 	ownPath := map[string]string{}
-	for line := range strings.Lines(string(own)) {
+	for line := range strings.Lines(own) {
 		parts := strings.SplitN(strings.TrimSpace(line), ":", 3)
 		if len(parts) != 3 {
 			continue
@@ -55,7 +71,7 @@ func findCgroups() (cgroupLayout, error) {
 	v1 := map[string]string{}
 	var v2 string
 	var v2root string
-	for line := range strings.Lines(string(mounts)) {
+	for line := range strings.Lines(mounts) {
 		f := strings.Fields(line)
 		// id parent maj:min root mountpoint opts... - fstype source superopts
 		sep := -1
@@ -65,7 +81,7 @@ func findCgroups() (cgroupLayout, error) {
 				break
 			}
 		}
-		if sep < 0 || sep+3 > len(f) || len(f) < 5 {
+		if sep < 5 || sep+3 >= len(f) {
 			continue
 		}
 		root, mnt, fstype, super := f[3], unescapeMount(f[4]), f[sep+1], f[sep+3]
@@ -88,14 +104,10 @@ func findCgroups() (cgroupLayout, error) {
 		}
 	}
 	if len(v1) == len(cgroupV1Controllers) {
-		l := cgroupLayout{Version: 1, Dirs: v1}
-		_, err := os.Stat(filepath.Join(v1["memory"], "memory.memsw.limit_in_bytes"))
-		l.Swap = err == nil
-		return l, nil
+		return cgroupLayout{Version: 1, Dirs: v1}, nil
 	}
 	if v2 != "" {
-		ctrls, _ := os.ReadFile(filepath.Join(v2, "cgroup.controllers"))
-		have := strings.Fields(string(ctrls))
+		have := v2Controllers(v2)
 		need := []string{"memory", "pids", "cpu"}
 		ok := true
 		for _, n := range need {
