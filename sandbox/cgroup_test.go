@@ -40,10 +40,10 @@ func TestParseCgroups(t *testing.T) {
 	none := func(string) []string { return nil }
 	for _, c := range []struct {
 		name, mounts, own string
-		v2              func(string) []string
-		wantVersion     int
-		wantDirs        map[string]string
-		wantErr         string
+		v2                func(string) []string
+		wantVersion       int
+		wantDirs          map[string]string
+		wantErr           string
 	}{
 		{"v1-split-hierarchies", mountinfoV1, cgroupSelfV1, all, 1, map[string]string{
 			"memory":  "/sys/fs/cgroup/memory/process_api/c288",
