@@ -324,6 +324,11 @@ func wasmCheck(spec Spec) error {
 	case spec.Memory > int64(wasmMaxPages)*wasmPageSize:
 		return fmt.Errorf("%w: wasm: memory %d bytes exceeds the 4 GiB wasm32 maximum", ErrRefused, spec.Memory)
 	}
+	for k, v := range spec.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.IndexByte(v, 0) >= 0 {
+			return fmt.Errorf("sandbox: wasm: bad environment variable %q", k)
+		}
+	}
 	for _, b := range spec.Binds {
 		if b.Writable {
 			return fmt.Errorf("%w: wasm: writable bind %s: only read-only mounts", ErrRefused, b.Target)

@@ -392,6 +392,8 @@ func TestWasmRefuses(t *testing.T) {
 		{name: "no-module", spec: Spec{Argv: []string{"/bin/true"}}},
 		{name: "no-start-export", spec: Spec{Module: wasmNoStart}},
 		{name: "not-wasm", spec: Spec{Module: []byte("#!/bin/sh\necho hi\n")}},
+		{name: "bad-env-name", spec: Spec{Module: probe, Env: map[string]string{"A=B": "1"}}},
+		{name: "nul-in-env-value", spec: Spec{Module: probe, Env: map[string]string{"A": "x\x00y"}}},
 		{name: "missing-workspace", spec: Spec{Module: probe, Workspace: filepath.Join(t.TempDir(), "nope")}},
 	}
 	for _, tt := range tests {
