@@ -238,6 +238,27 @@ func TestBrokerDown(t *testing.T) {
 			t.Fatalf("got %+v, want ask", o)
 		}
 	})
+	t.Run("nats-goes-down", func(t *testing.T) {
+		srv, err := broker.StartEmbedded(broker.EmbeddedOptions{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		start := time.Now()
+		o := decide(t, nc, input(t, "pretooluse-read.json"), time.Minute, claudehook.Fallbacks{})
+		if o.Behavior != claudehook.Deny || !strings.Contains(o.Reason, "unreachable") {
+			t.Fatalf("got %+v, want an unreachable denial", o)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("took %s to notice NATS was down", d)
+		}
+	})
 	t.Run("closed-connection", func(t *testing.T) {
 		srv, err := broker.StartEmbedded(broker.EmbeddedOptions{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
 		if err != nil {

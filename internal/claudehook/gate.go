@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -64,9 +65,37 @@ func (s *NATSSubmitter) Submit(ctx context.Context, call *airlock.ToolCall) (air
 	var silentSince time.Time
 	backoff := 50 * time.Millisecond
 	for {
-		actx, cancel := context.WithTimeout(ctx, attempt)
+		// While the connection is down a request only sits in the reconnect
+		// buffer: ask in short attempts, and cut an attempt short when the
+		// connection drops, so an outage is noticed quickly.
+		connected := s.Conn.IsConnected()
+		wait := attempt
+		if !connected {
+			wait = min(attempt, quiet)
+		}
+		actx, cancel := context.WithTimeout(ctx, wait)
+		var lost atomic.Bool
+		go func() {
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-actx.Done():
+					return
+				case <-t.C:
+					if !s.Conn.IsConnected() {
+						lost.Store(true)
+						cancel()
+						return
+					}
+				}
+			}
+		}()
 		msg, err := s.Conn.RequestWithContext(actx, subj, body)
 		cancel()
+		if lost.Load() {
+			connected = false
+		}
 		if err == nil {
 			var d airlock.Decision
 			if err := json.Unmarshal(msg.Data, &d); err != nil {
@@ -86,6 +115,13 @@ func (s *NATSSubmitter) Submit(ctx context.Context, call *airlock.ToolCall) (air
 			}
 		case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrBadSubscription):
 			return airlock.Decision{}, fmt.Errorf("%w: %v", ErrUnreachable, err)
+		case !connected:
+			if silentSince.IsZero() {
+				silentSince = time.Now()
+			}
+			if time.Since(silentSince) >= quiet {
+				return airlock.Decision{}, fmt.Errorf("%w (the connection to NATS is down: %v)", ErrUnreachable, err)
+			}
 		default:
 			// A timeout: a broker holds the call (a reviewer is deciding);
 			// ask again with the same id.
