@@ -37,8 +37,14 @@ type Config struct {
 	// Reviewers maps an authorized key (authorized_keys format: "ssh-ed25519
 	// AAAA… comment") to the reviewer name it authenticates.
 	Reviewers map[string]string
-	// NewBackend returns the backend for one session (required).
+	// NewBackend returns the backend for one session. One of NewBackend and
+	// NewReviewerBackend is required.
 	NewBackend func() tui.Backend
+	// NewReviewerBackend, when set, is used instead of NewBackend and gets
+	// the session's reviewer name: a backend that signs verdicts with that
+	// reviewer's key (policies with an auth: section require signed
+	// verdicts) needs to know whose key to use.
+	NewReviewerBackend func(reviewer string) tui.Backend
 	// Options are the console options; Reviewer is set per session from
 	// the key, and EditExternal is cleared (an editor would open on the
 	// server, not the reviewer's screen).
@@ -61,7 +67,7 @@ type ctxKey struct{}
 
 // New prepares a server; it parses every reviewer key and fails on a bad one.
 func New(cfg Config) (*Server, error) {
-	if cfg.NewBackend == nil {
+	if cfg.NewBackend == nil && cfg.NewReviewerBackend == nil {
 		return nil, errors.New("sshconsole: a backend constructor is required")
 	}
 	if cfg.HostKeyPath == "" {
@@ -132,7 +138,16 @@ func (s *Server) program(sess ssh.Session) *tea.Program {
 	opts := s.cfg.Options
 	opts.Reviewer = name
 	opts.EditExternal = nil
-	b := s.cfg.NewBackend()
+	var b tui.Backend
+	if s.cfg.NewReviewerBackend != nil {
+		b = s.cfg.NewReviewerBackend(name)
+	} else {
+		b = s.cfg.NewBackend()
+	}
+	if b == nil {
+		wish.Fatalln(sess, "airlock: no console backend for reviewer "+name)
+		return nil
+	}
 	ctx := sess.Context()
 	p := tea.NewProgram(tui.New(b, opts), append(bm.MakeOptions(sess), tea.WithContext(ctx))...)
 	go func() {

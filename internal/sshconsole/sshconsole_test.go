@@ -154,13 +154,17 @@ func (s *screen) text() string {
 	return ansi.Strip(s.buf.String())
 }
 
-func startConsole(t *testing.T, h *realBroker, reviewers map[string]string) string {
+func startConsole(t *testing.T, h *realBroker, reviewers map[string]string) (string, <-chan string) {
 	t.Helper()
+	sessions := make(chan string, 4)
 	srv, err := sshconsole.New(sshconsole.Config{
 		HostKeyPath: filepath.Join(t.TempDir(), "host_ed25519"),
 		Reviewers:   reviewers,
-		NewBackend:  func() tui.Backend { return clientBackend{h.client} },
-		Options:     tui.Options{Review: policy.Review{GraceMS: -1}},
+		NewReviewerBackend: func(reviewer string) tui.Backend {
+			sessions <- reviewer
+			return clientBackend{h.client}
+		},
+		Options: tui.Options{Review: policy.Review{GraceMS: -1}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +182,7 @@ func startConsole(t *testing.T, h *realBroker, reviewers map[string]string) stri
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return ln.Addr().String()
+	return ln.Addr().String(), sessions
 }
 
 func dial(addr string, signer gossh.Signer) (*gossh.Client, error) {
@@ -193,7 +197,7 @@ func dial(addr string, signer gossh.Signer) (*gossh.Client, error) {
 func TestApproveOverSSH(t *testing.T) {
 	h := startBroker(t)
 	signer, authorized := newKey(t)
-	addr := startConsole(t, h, map[string]string{authorized: "bob"})
+	addr, sessions := startConsole(t, h, map[string]string{authorized: "bob"})
 
 	decided := make(chan airlock.Decision, 1)
 	go func() {
@@ -239,6 +243,9 @@ func TestApproveOverSSH(t *testing.T) {
 	if err := sess.Shell(); err != nil {
 		t.Fatal(err)
 	}
+	if got := <-sessions; got != "bob" {
+		t.Fatalf("the backend was made for %q, want bob", got)
+	}
 	deadline = time.Now().Add(20 * time.Second)
 	for !strings.Contains(scr.text(), "make deploy-staging") || !strings.Contains(scr.text(), "Bash") {
 		if time.Now().After(deadline) {
@@ -266,7 +273,7 @@ func TestApproveOverSSH(t *testing.T) {
 func TestUnknownKeyRefused(t *testing.T) {
 	h := startBroker(t)
 	_, authorized := newKey(t)
-	addr := startConsole(t, h, map[string]string{authorized: "bob"})
+	addr, sessions := startConsole(t, h, map[string]string{authorized: "bob"})
 	stranger, _ := newKey(t)
 	c, err := dial(addr, stranger)
 	if err == nil {
@@ -275,6 +282,11 @@ func TestUnknownKeyRefused(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "unable to authenticate") {
 		t.Fatalf("got %v, want an authentication failure", err)
+	}
+	select {
+	case r := <-sessions:
+		t.Fatalf("a console session started for %q", r)
+	default:
 	}
 }
 
