@@ -190,12 +190,15 @@ func (b *Bwrap) Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 	args = append(args, "--ro-bind", filepath.Join(dir, "airlock"), bwrapHelper)
 	runName := fmt.Sprintf("run-%d-%d", os.Getpid(), runSeq.Add(1))
-	staged, err := stageBinds(runName, s)
+	staged, dr, err := stageRun(runName, s, uid)
 	if err != nil {
 		return Result{}, err
 	}
 	defer staged.cleanup()
-	if s.Workspace != "" {
+	if dr != nil {
+		args = append(args, "--bind", dr.copy, "/workspace")
+		cfg.Workspace, cfg.WorkspaceRW = "dry-run copy", true
+	} else if s.Workspace != "" {
 		flag := "--ro-bind"
 		if s.WorkspaceRW {
 			flag = "--bind"
@@ -304,5 +307,10 @@ func (b *Bwrap) Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 	defer p.closeAll()
 	defer p.kill()
-	return run.execute(ctx, p, release, iso, cfg)
+	res, err := run.execute(ctx, p, release, iso, cfg)
+	if dr != nil && res.Isolation != nil {
+		res.Changed = dr.changed()
+		res.Isolation["workspace"] = "dry run: scratch copy, original untouched"
+	}
+	return res, err
 }

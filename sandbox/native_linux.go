@@ -323,13 +323,16 @@ func (n *Native) Run(ctx context.Context, spec Spec) (Result, error) {
 	defer restore()
 	// Staged after the helper's mount namespace was copied: the staging
 	// directory is a shared mount, so these binds propagate into it.
-	staged, err := stageBinds(run.name, s)
+	staged, dr, err := stageRun(run.name, s, lo+sandboxUID)
 	if err != nil {
 		h.proc.kill()
 		return Result{}, err
 	}
 	defer staged.cleanup()
 	cfg.StagedWorkspace, cfg.StagedBinds = staged.workspace, staged.binds
+	if dr != nil {
+		cfg.Workspace, cfg.WorkspaceRW, cfg.StagedWorkspace = "dry-run copy", true, dr.copy
+	}
 	cfg.StatusFD = 6
 	iso := map[string]string{
 		"backend":      "native",
@@ -359,7 +362,33 @@ func (n *Native) Run(ctx context.Context, spec Spec) (Result, error) {
 		}()
 		return nil
 	}
-	return run.execute(ctx, h.proc, release, iso, cfg)
+	res, err := run.execute(ctx, h.proc, release, iso, cfg)
+	if dr != nil && res.Isolation != nil {
+		res.Changed = dr.changed()
+		res.Isolation["workspace"] = "dry run: scratch copy, original untouched"
+	}
+	return res, err
+}
+
+// stageRun stages a run's binds and, for a dry run, the scratch copy of
+// the workspace (which then replaces the workspace bind).
+func stageRun(run string, s normSpec, uid uint32) (*staging, *dryRun, error) {
+	if !s.DryRun {
+		st, err := stageBinds(run, s)
+		return st, nil, err
+	}
+	noWS := s
+	noWS.Workspace = ""
+	st, err := stageBinds(run, noWS)
+	if err != nil {
+		return nil, nil, err
+	}
+	dr, err := stageDryRun(st, run, s, uid)
+	if err != nil {
+		st.cleanup()
+		return nil, nil, err
+	}
+	return st, dr, nil
 }
 
 // nativeHelper is a started native helper: in fresh namespaces with the
@@ -758,7 +787,7 @@ loop:
 // duration of the run, and gives it back to its owner afterwards (files the
 // run created included). Read-only workspaces are left as they are.
 func prepareWorkspace(s normSpec, uid int) (func(), error) {
-	if s.Workspace == "" || !s.WorkspaceRW {
+	if s.Workspace == "" || !s.WorkspaceRW || s.DryRun {
 		return func() {}, nil
 	}
 	fi, err := os.Lstat(s.Workspace)

@@ -384,3 +384,45 @@ func waitWarm() {
 		time.Sleep(200 * time.Microsecond)
 	}
 }
+
+// A dry run works on a scratch copy: the original workspace is untouched and
+// Result.Changed lists what the program created, changed or deleted.
+func TestDryRun(t *testing.T) {
+	for _, b := range linuxBackends {
+		t.Run(b.name, func(t *testing.T) {
+			r := b.new(t)
+			ws := openDir(t)
+			for p, body := range map[string]string{"a.txt": "a", "sub/b.txt": "b", "del.txt": "d", "same.txt": "s"} {
+				if err := os.MkdirAll(filepath.Join(ws, filepath.Dir(p)), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(ws, p), []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Symlink("a.txt", filepath.Join(ws, "link")); err != nil {
+				t.Fatal(err)
+			}
+			script := "echo x >> a.txt && rm del.txt && mkdir new && echo n > new/n.txt && ln -sf sub/b.txt link && chmod 600 sub/b.txt && cat same.txt"
+			res := runT(t, r, Spec{Argv: []string{"/bin/sh", "-c", script}, Workspace: ws, DryRun: true})
+			if res.ExitCode != 0 {
+				t.Fatalf("exit %d: %s", res.ExitCode, res.Stderr)
+			}
+			want := []string{"a.txt", "del.txt", "link", "new/", "new/n.txt", "sub/b.txt"}
+			if fmt.Sprint(res.Changed) != fmt.Sprint(want) {
+				t.Errorf("Changed = %q, want %q", res.Changed, want)
+			}
+			for p, body := range map[string]string{"a.txt": "a", "del.txt": "d", "sub/b.txt": "b"} {
+				if got, _ := os.ReadFile(filepath.Join(ws, p)); string(got) != body {
+					t.Errorf("original %s = %q, want %q", p, got, body)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(ws, "new")); err == nil {
+				t.Errorf("dry run created new/ in the original workspace")
+			}
+			if l, _ := os.Readlink(filepath.Join(ws, "link")); l != "a.txt" {
+				t.Errorf("original link -> %q", l)
+			}
+		})
+	}
+}
