@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Injection detection is a small phrase grammar, not a keyword list: an
@@ -41,7 +42,13 @@ func injectionCheck(s string) (float64, string) {
 	if len(s) > 64<<10 {
 		s = cutUTF8(s, 64<<10)
 	}
-	norm := normalizeText(s)
+	norm := ""
+	n := func() string { // normalized lazily: most text never reaches a regexp
+		if norm == "" {
+			norm = normalizeText(s)
+		}
+		return norm
+	}
 	var kinds []string
 	var firstDetail string
 	best := 0.0
@@ -51,17 +58,19 @@ func injectionCheck(s string) (float64, string) {
 			best, firstDetail = w, detail
 		}
 	}
-	quoted := func(loc []int) bool { return insideQuotes(norm, loc[0], loc[1]) }
+	quoted := func(loc []int, in string) bool { return insideQuotes(in, loc[0], loc[1]) }
 	metaDone, meta := false, false
-	discount := func(loc []int) float64 {
+	// discount weighs a match at loc in the text in (s or its normalized form).
+	discount := func(loc []int, in string) float64 {
 		if !metaDone {
 			metaDone = true
-			meta = reMetaWords.MatchString(reURLorMail.ReplaceAllString(norm, " "))
+			meta = reMetaWords.MatchString(reURLorMail.ReplaceAllString(n(), " "))
 		}
-		if quoted(loc) && meta {
+		q := quoted(loc, in)
+		if q && meta {
 			return 0.15
 		}
-		if quoted(loc) || meta {
+		if q || meta {
 			return 0.6
 		}
 		return 1
@@ -73,34 +82,34 @@ func injectionCheck(s string) (float64, string) {
 		"guidance", "directive", "directives", "order", "orders", "command", "commands", "context", "constraint", "constraints", "guardrail",
 		"guardrails", "restriction", "restrictions", "programming", "policy", "policies", "message", "messages", "conditioning", "training")
 	if hasObject && ws.any("ignore", "disregard", "forget", "override", "bypass", "skip", "abandon", "discard", "neglect", "drop", "set", "throw", "follow") {
-		if loc := reOverride.FindStringIndex(norm); loc != nil {
+		if loc := reOverride.FindStringIndex(n()); loc != nil {
 			m := norm[loc[0]:loc[1]]
 			w := 1.0
 			if !containsAny(m, "instruction", "prompt", "rule", "direction", "guideline", "directive", "guardrail", "restriction", "programming", "polic", "constraint", "conditioning", "training", "guidance") {
 				w = 0.5 // "ignore the previous message": people say that too
 			}
-			note(w*discount(loc), "override", "asks the model to "+clip(m, 60))
+			note(w*discount(loc, norm), "override", "asks the model to "+clip(m, 60))
 		}
 	}
 	if ws.any("everything", "anything", "all") && ws.any("ignore", "disregard", "forget") {
-		if loc := reEverything.FindStringIndex(norm); loc != nil {
-			note(0.9*discount(loc), "override", "asks the model to "+clip(norm[loc[0]:loc[1]], 60))
+		if loc := reEverything.FindStringIndex(n()); loc != nil {
+			note(0.9*discount(loc, norm), "override", "asks the model to "+clip(norm[loc[0]:loc[1]], 60))
 		}
 	}
 	if ws.any("task", "instructions", "prompt", "job", "goal", "objective") && ws.any("new", "real", "actual", "true", "updated") {
-		if loc := reNewTask.FindStringIndex(norm); loc != nil {
-			note(0.6*discount(loc), "newtask", "announces new instructions: "+clip(norm[loc[0]:min(len(norm), loc[1]+30)], 60))
+		if loc := reNewTask.FindStringIndex(n()); loc != nil {
+			note(0.6*discount(loc, norm), "newtask", "announces new instructions: "+clip(norm[loc[0]:min(len(norm), loc[1]+30)], 60))
 		}
 	}
 	if ws.any("now", "pretend", "act", "roleplay") {
-		if loc := reRole.FindStringIndex(norm); loc != nil {
+		if loc := reRole.FindStringIndex(n()); loc != nil {
 			end := min(loc[1]+40, len(norm))
-			note(0.6*discount(loc), "role", "reassigns the model's role: "+clip(norm[loc[0]:end], 60))
+			note(0.6*discount(loc, norm), "role", "reassigns the model's role: "+clip(norm[loc[0]:end], 60))
 		}
 	}
 	if ws.has("mode") {
-		if loc := reMode.FindStringIndex(norm); loc != nil && !strings.HasSuffix(strings.TrimSpace(norm[loc[0]:loc[1]]), " mode") {
-			note(0.6*discount(loc), "mode", "claims a special mode: "+clip(norm[loc[0]:loc[1]], 40))
+		if loc := reMode.FindStringIndex(n()); loc != nil && !strings.HasSuffix(strings.TrimSpace(norm[loc[0]:loc[1]]), " mode") {
+			note(0.6*discount(loc, norm), "mode", "claims a special mode: "+clip(norm[loc[0]:loc[1]], 40))
 		}
 	}
 	// Forged role headers are judged on the original text: "SYSTEM:" in
@@ -120,28 +129,28 @@ func injectionCheck(s string) (float64, string) {
 			if w >= 0.7 {
 				hdr := strings.TrimLeft(h, ".!?#[< \t\n")
 				tail := s[loc[1]-1 : min(len(s), loc[1]+40)]
-				note(w*discount(loc), "header", "forged role header: "+clip(strings.TrimSpace(hdr[:len(hdr)-1]+tail), 60))
+				note(w*discount(loc, s), "header", "forged role header: "+clip(strings.TrimSpace(hdr[:len(hdr)-1]+tail), 60))
 			}
 		}
 	}
 	if strings.ContainsAny(s, "<[") && containsAny(s, "<|", "[INST", "[/INST", "<<SYS") {
 		if loc := reChatTokens.FindStringIndex(s); loc != nil {
-			note(1*discount(loc), "tokens", "chat-template control token "+s[loc[0]:loc[1]])
+			note(1*discount(loc, s), "tokens", "chat-template control token "+s[loc[0]:loc[1]])
 		}
 	}
 	if ws.any("prompt", "instructions", "key", "keys", "credentials", "password", "passwords", "secret", "secrets", "tokens", "environment", "env") {
-		if loc := reDisclose.FindStringIndex(norm); loc != nil {
-			note(0.7*discount(loc), "disclose", "asks to "+clip(norm[loc[0]:loc[1]], 60))
+		if loc := reDisclose.FindStringIndex(n()); loc != nil {
+			note(0.7*discount(loc, norm), "disclose", "asks to "+clip(norm[loc[0]:loc[1]], 60))
 		}
 	}
 	if len(kinds) > 0 && ws.any("not", "don't", "never", "without") {
-		if loc := reSecrecy.FindStringIndex(norm); loc != nil {
+		if loc := reSecrecy.FindStringIndex(n()); loc != nil {
 			note(0.5, "secrecy", "asks to hide the action: "+clip(norm[loc[0]:loc[1]], 40))
 		}
 	}
 	if ws.any("ai", "assistant", "agent", "model", "llm", "bot", "chatbot", "claude", "gpt", "copilot", "when", "note") {
-		if loc := reAddress.FindStringIndex(norm); loc != nil {
-			note(0.5*discount(loc), "address", "addresses the model directly: "+clip(norm[loc[0]:min(len(norm), loc[1]+30)], 60))
+		if loc := reAddress.FindStringIndex(n()); loc != nil {
+			note(0.5*discount(loc, norm), "address", "addresses the model directly: "+clip(norm[loc[0]:min(len(norm), loc[1]+30)], 60))
 		}
 	}
 	if strings.Contains(s, "<!--") {
@@ -167,31 +176,42 @@ func injectionCheck(s string) (float64, string) {
 // normalizeText lower-cases, drops invisible characters and collapses white
 // space so spacing and case games do not matter.
 func normalizeText(s string) string {
-	var b strings.Builder
-	b.Grow(len(s))
+	b := make([]byte, 0, len(s))
 	space := false
-	for _, r := range s {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < 0x80 {
+			i++
+			switch {
+			case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
+				if !space {
+					b = append(b, ' ')
+				}
+				space = true
+				continue
+			case c >= 'A' && c <= 'Z':
+				c += 'a' - 'A'
+			}
+			space = false
+			b = append(b, c)
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		i += size
 		switch {
 		case r == 0x200b || r == 0x200c || r == 0x200d || r == 0x2060 || r == 0xfeff || r == 0xad:
 			continue
 		case unicode.IsSpace(r):
 			if !space {
-				b.WriteByte(' ')
+				b = append(b, ' ')
 			}
 			space = true
 			continue
 		}
 		space = false
-		if r < 0x80 {
-			if r >= 'A' && r <= 'Z' {
-				r += 'a' - 'A'
-			}
-			b.WriteByte(byte(r))
-			continue
-		}
-		b.WriteRune(unicode.ToLower(r))
+		b = utf8.AppendRune(b, unicode.ToLower(r))
 	}
-	return b.String()
+	return string(b)
 }
 
 // insideQuotes reports whether [i, j) sits inside a quoted span.
