@@ -46,7 +46,7 @@ type mshard struct {
 	m         map[hkey]*cell // by the key's 128-bit hash: no string compare, no pointer in the key
 	free      [numKinds][]*cell
 	lastSweep int64
-	fullUntil int64 // after a failed eviction, new keys are refused at once until then
+	fullUntil int64    // after a failed eviction, new keys are refused at once until then
 	_         [64]byte // keep shards on separate cache lines
 }
 
