@@ -256,3 +256,26 @@ func TestKVCancelReleaseAndPressure(t *testing.T) {
 		t.Fatal("mallory at ~92% of 10/min for an hour: got no pressure factor")
 	}
 }
+
+func TestKVRestoreReleasesAfterRestart(t *testing.T) {
+	s := runServer(t, t.TempDir())
+	limits := []policy.Limit{{Scope: "user", Concurrent: 1}}
+	kv := bucket(t, s, limits)
+	clk := newClock()
+	ctx := context.Background()
+	old := New(limits, NewKVStore(kv), WithClock(clk.Now))
+	c := call("alice", "", "")
+	if _, rl, err := old.Reserve(ctx, c); err != nil || rl != nil {
+		t.Fatalf("%v %+v", err, rl)
+	}
+	// The broker restarts while the call waits for a reviewer; the new one
+	// decides it and releases the slot it never reserved itself.
+	l := New(limits, NewKVStore(kv), WithClock(clk.Now))
+	if _, rl, _ := l.Reserve(ctx, c); rl == nil || rl.Dimension != DimConcurrent {
+		t.Fatalf("after restart: got %+v, want the slot still taken", rl)
+	}
+	l.Restore(c).Release(ctx)
+	if _, rl, _ := l.Reserve(ctx, c); rl != nil {
+		t.Fatalf("after Restore+Release: got %+v, want a slot", rl)
+	}
+}

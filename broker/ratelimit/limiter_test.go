@@ -525,3 +525,57 @@ func TestBudgets(t *testing.T) {
 		t.Fatalf("got %q, want %q", strings.Join(got, " "), want)
 	}
 }
+
+func TestCancelInTheNextWindow(t *testing.T) {
+	ctx := context.Background()
+	l, clk := newLimiter(t, []policy.Limit{{Scope: "user", TokensPerMinute: 1000}})
+	clk.Advance(30 * time.Second)
+	c := call("alice", "", "")
+	c.InputTokens = 600
+	r, rl, _ := l.Reserve(ctx, c)
+	if rl != nil {
+		t.Fatal(rl)
+	}
+	clk.Advance(40 * time.Second) // 10 s into the next bucket: 600 × 5/6 = 500 still counted
+	if got := usedOf(l.Usage(ctx, "user", "alice"), "user", DimTokens); got != 500 {
+		t.Fatalf("before cancel: got %v, want 500", got)
+	}
+	r.Cancel(ctx) // taken out of the previous bucket
+	if got := usedOf(l.Usage(ctx, "user", "alice"), "user", DimTokens); got != 0 {
+		t.Fatalf("after cancel: got %v, want 0", got)
+	}
+	// Two windows later there is nothing left to give back, and nothing
+	// is given back twice.
+	r2, _, _ := l.Reserve(ctx, c)
+	clk.Advance(2 * time.Minute)
+	c.InputTokens = 1000
+	r3, rl, _ := l.Reserve(ctx, c)
+	if rl != nil {
+		t.Fatal(rl)
+	}
+	r2.Cancel(ctx)
+	if got := usedOf(l.Usage(ctx, "user", "alice"), "user", DimTokens); got != 1000 {
+		t.Fatalf("a cancel two windows late: got %v, want 1000 (the later call untouched)", got)
+	}
+	_ = r3
+}
+
+func TestUsageUnknownScope(t *testing.T) {
+	l, _ := newLimiter(t, []policy.Limit{{Scope: "user", RequestsPerMinute: 1}})
+	if us, err := l.usage(context.Background(), "planet", ""); err == nil {
+		t.Fatalf("got %+v, want an error", us)
+	}
+}
+
+func TestOrgPressure(t *testing.T) {
+	l, clk := newLimiter(t, []policy.Limit{{Scope: "org", RequestsPerMinute: 100}})
+	// 30 users of acme, together at ~95 calls a minute, for an hour.
+	for i := range 95 * 60 {
+		l.Reserve(context.Background(), call(fmt.Sprintf("u%d", i%30), "acme", ""))
+		clk.Advance(time.Minute / 95)
+	}
+	f := l.Pressure(call("u0", "acme", ""))
+	if f == nil || !strings.HasPrefix(f.Detail, "org acme ran at ≥90% of requests/1m") {
+		t.Fatalf("got %+v, want org pressure", f)
+	}
+}
