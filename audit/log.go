@@ -53,8 +53,9 @@ func registerDriver() {
 	registerOnce.Do(func() {
 		sql.Register(driverName, &sqlite3.SQLiteDriver{
 			ConnectHook: func(c *sqlite3.SQLiteConn) error {
-				// Keep the WAL from growing without bound once checkpointed.
-				_, err := c.Exec("PRAGMA journal_size_limit = 67108864", nil)
+				// Keep the WAL from growing without bound once checkpointed;
+				// read the database through mmap (fewer copies for verify).
+				_, err := c.Exec("PRAGMA journal_size_limit = 67108864; PRAGMA mmap_size = 1073741824", nil)
 				return err
 			},
 		})

@@ -97,13 +97,44 @@ func (r *Reader) EachDecision(ctx context.Context, f Filter, fn func(*Decision) 
 	return nil
 }
 
-// decisionQuery builds the SQL for f.
+// Column expressions of the decisions view, evaluated straight on
+// event_log so that the query can steer SQLite's plan (see decisionQuery).
+var decisionExpr = map[string]string{
+	"agent":      "json_extract(payload,'$.call.agent')",
+	"user":       "json_extract(payload,'$.call.user')",
+	"org":        "json_extract(payload,'$.call.org')",
+	"session":    "json_extract(payload,'$.call.session')",
+	"tool":       "json_extract(payload,'$.call.tool')",
+	"verdict":    "json_extract(payload,'$.decision.verdict')",
+	"decided_by": "json_extract(payload,'$.decision.decided_by')",
+	"reviewer":   "json_extract(payload,'$.review.reviewer')",
+	"risk_score": "coalesce(json_extract(payload,'$.decision.risk.score'),0)",
+}
+
+const decisionSelect = `SELECT call_id, seq,
+  strftime('%Y-%m-%dT%H:%M:%fZ', coalesce(nullif(json_extract(payload,'$.decision.decided_at'),'0001-01-01T00:00:00Z'), ts)),
+  json_extract(payload,'$.call.agent'), json_extract(payload,'$.call.user'), json_extract(payload,'$.call.org'),
+  json_extract(payload,'$.call.session'), json_extract(payload,'$.call.tool'), json_extract(payload,'$.call.arguments'),
+  json_extract(payload,'$.decision.verdict'), json_extract(payload,'$.decision.decided_by'), json_extract(payload,'$.decision.tier'),
+  coalesce(json_extract(payload,'$.decision.risk.score'),0), json_extract(payload,'$.decision.reason')
+FROM event_log`
+
+// decisionQuery builds the SQL for f. It selects the same columns as the
+// decisions view but from event_log, so that it can choose the plan: with a
+// time filter it uses the (kind, ts) index; without one it walks the table in
+// seq order (kind unindexed with +kind) and stops at the limit instead of
+// sorting every decision.
 func (r *Reader) decisionQuery(ctx context.Context, f Filter) (string, []any, error) {
 	var where []string
 	var args []any
 	add := func(cond string, a ...any) {
 		where = append(where, cond)
 		args = append(args, a...)
+	}
+	if f.Since.IsZero() && f.Until.IsZero() {
+		add("+kind = 'decision'")
+	} else {
+		add("kind = 'decision'")
 	}
 	if !f.Since.IsZero() {
 		add("ts >= ?", f.Since.UTC().Format(TimeLayout))
@@ -116,14 +147,14 @@ func (r *Reader) decisionQuery(ctx context.Context, f Filter) (string, []any, er
 		{"tool", f.Tool}, {"verdict", f.Verdict}, {"decided_by", f.DecidedBy},
 	} {
 		if c.v != "" {
-			add(c.col+" = ?", c.v)
+			add(decisionExpr[c.col]+" = ?", c.v)
 		}
 	}
 	if f.Reviewer != "" {
-		add("(decided_by = ? OR reviewer = ?)", "reviewer:"+f.Reviewer, f.Reviewer)
+		add("("+decisionExpr["decided_by"]+" = ? OR "+decisionExpr["reviewer"]+" = ?)", "reviewer:"+f.Reviewer, f.Reviewer)
 	}
 	if f.MinRisk > 0 {
-		add("risk_score >= ?", f.MinRisk)
+		add(decisionExpr["risk_score"]+" >= ?", f.MinRisk)
 	}
 	if f.AfterSeq > 0 {
 		add("seq > ?", f.AfterSeq)
@@ -139,11 +170,9 @@ func (r *Reader) decisionQuery(ctx context.Context, f Filter) (string, []any, er
 		add(cond, a...)
 	}
 	var b strings.Builder
-	b.WriteString("SELECT call_id, seq, decided_at, agent, user, org, session, tool, arguments, verdict, decided_by, tier, risk_score, reason FROM decisions")
-	if len(where) > 0 {
-		b.WriteString(" WHERE ")
-		b.WriteString(strings.Join(where, " AND "))
-	}
+	b.WriteString(decisionSelect)
+	b.WriteString(" WHERE ")
+	b.WriteString(strings.Join(where, " AND "))
 	if f.Desc {
 		b.WriteString(" ORDER BY seq DESC")
 	} else {
@@ -160,22 +189,34 @@ func (r *Reader) decisionQuery(ctx context.Context, f Filter) (string, []any, er
 	return b.String(), args, nil
 }
 
+// jsonEscaped reports whether canonical JSON writes r escaped.
+func jsonEscaped(r rune) bool {
+	return r < 0x20 || r == '"' || r == '\\' || r == 0x2028 || r == 0x2029 || r == 0xfffd
+}
+
 // searchCond matches decisions whose arguments or reasons contain every
 // word: through the FTS5 index (word prefixes) for the seqs it covers, and
-// with LIKE (substrings) for the rest or when FTS5 is unavailable.
+// with LIKE (substrings) for the rest or when FTS5 is unavailable. The LIKE
+// path first tests the raw payload (cheap, a superset), then the fields.
 func (r *Reader) searchCond(ctx context.Context, words []string) (string, []any, error) {
 	var likes []string
 	var args []any
 	for _, w := range words {
-		likes = append(likes, "("+ftsText+") LIKE ? ESCAPE '\\'")
-		args = append(args, likePattern(w))
+		if strings.ContainsFunc(w, jsonEscaped) {
+			// The payload holds this word escaped; only the fields can tell.
+			likes = append(likes, "("+ftsText+") LIKE ? ESCAPE '\\'")
+			args = append(args, likePattern(w))
+			continue
+		}
+		likes = append(likes, "payload LIKE ? ESCAPE '\\' AND ("+ftsText+") LIKE ? ESCAPE '\\'")
+		args = append(args, likePattern(w), likePattern(w))
 	}
 	like := strings.Join(likes, " AND ")
 	if !r.fts {
 		return "(" + like + ")", args, nil
 	}
-	var through int64
-	err := r.db.QueryRowContext(ctx, "SELECT coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key='fts_through'),0)").Scan(&through)
+	var through, head int64
+	err := r.db.QueryRowContext(ctx, "SELECT coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key='fts_through'),0), coalesce((SELECT max(seq) FROM event_log),0)").Scan(&through, &head)
 	if err != nil {
 		return "", nil, fmt.Errorf("audit: search: %w", err)
 	}
@@ -183,6 +224,10 @@ func (r *Reader) searchCond(ctx context.Context, words []string) (string, []any,
 	for _, w := range words {
 		match = append(match, `"`+strings.ReplaceAll(w, `"`, `""`)+`"*`)
 	}
+	q := strings.Join(match, " ")
+	if through >= head {
+		return "seq IN (SELECT rowid FROM search WHERE search MATCH ?)", []any{q}, nil
+	}
 	cond := "(seq IN (SELECT rowid FROM search WHERE search MATCH ?) OR (seq > ? AND " + like + "))"
-	return cond, append([]any{strings.Join(match, " "), through}, args...), nil
+	return cond, append([]any{q, through}, args...), nil
 }

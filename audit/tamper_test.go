@@ -219,21 +219,40 @@ func TestVerifyDetectsTampering(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := openRO(t, path)
-			rep, err := Verify(t.Context(), r, append(cps, extra...))
-			if err != nil {
-				t.Fatal(err)
+			// One chunk, and chunks of 3 and 4 seqs so that problems fall on
+			// chunk boundaries and inside chunks.
+			for _, size := range []int64{65536, 3, 4} {
+				verifyChunkSize = size
+				rep, err := Verify(t.Context(), r, append(cps, extra...))
+				verifyChunkSize = 65536
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rep.OK() {
+					t.Fatalf("chunk %d: verify passed a tampered log: %+v", size, rep)
+				}
+				if rep.Problem.Kind != tc.kind || rep.Problem.Seq != wantSeq {
+					t.Fatalf("chunk %d: got %s at seq %d (%s), want %s at seq %d", size, rep.Problem.Kind, rep.Problem.Seq, rep.Problem.Message, tc.kind, wantSeq)
+				}
+				if !strings.Contains(rep.Problem.Message, "seq ") {
+					t.Fatalf("message %q does not name a seq", rep.Problem.Message)
+				}
 			}
-			if rep.OK() {
-				t.Fatalf("verify passed a tampered log: %+v", rep)
-			}
-			if rep.Problem.Kind != tc.kind || rep.Problem.Seq != wantSeq {
-				t.Fatalf("got %s at seq %d (%s), want %s at seq %d", rep.Problem.Kind, rep.Problem.Seq, rep.Problem.Message, tc.kind, wantSeq)
-			}
-			if !strings.Contains(rep.Problem.Message, "seq ") {
-				t.Fatalf("message %q does not name a seq", rep.Problem.Message)
-			}
-			t.Log(rep.Problem.Message)
 		})
+	}
+}
+
+func TestVerifyChunkedIntact(t *testing.T) {
+	path := newFixture(t, fixtureBase)
+	r := openRO(t, path)
+	cps, _ := ReadCheckpoints(CheckpointPath(path))
+	for _, size := range []int64{1, 2, 7, 35, 36} {
+		verifyChunkSize = size
+		rep, err := Verify(t.Context(), r, cps)
+		verifyChunkSize = 65536
+		if err != nil || !rep.OK() || rep.Events != 35 || rep.HeadSeq != 35 || rep.Matched != len(cps) {
+			t.Fatalf("chunk %d: %+v %v", size, rep, err)
+		}
 	}
 }
 

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -41,87 +40,91 @@ type VerifyReport struct {
 // OK reports whether the chain verified.
 func (v *VerifyReport) OK() bool { return v.Problem == nil }
 
-// verifyBatch is a run of rows hashed by a worker and checked in order.
-type verifyBatch struct {
-	rows []Row
-	bad  []bool // recomputed hash differs from stored
-	done chan struct{}
+// verifyChunk is one range of seqs checked by one worker on its own connection.
+type verifyChunk struct {
+	lo, hi    int64 // the seqs this chunk covers
+	rows      int64
+	firstSeq  int64
+	firstPrev string // prev_hash of the first row, linked by the combiner
+	lastSeq   int64
+	lastHash  string
+	matched   int
+	problem   *Problem // first problem inside the chunk (the first row's link is not checked here)
+	err       error
 }
 
-const verifyBatchSize = 2048
+// verifyChunkSize is how many seqs one worker checks per range query (a
+// variable so tests can exercise the links between chunks).
+var verifyChunkSize int64 = 65536
 
 // Verify recomputes the chain of r in seq order and compares it with the
 // checkpoints (typically ReadCheckpoints of the sidecar file plus any kept in
 // JetStream). Load the checkpoints before calling Verify: a checkpoint is
 // only ever written after its events committed, so on a live log a
-// checkpoint read first never runs ahead of the snapshot Verify reads.
+// checkpoint read first never runs ahead of what Verify reads.
 //
-// Each row's hash is recomputed in parallel; the links (seq without gaps,
-// prev_hash equal to the previous row's hash) are checked in order. The
-// first problem found is reported; the error is only for I/O failures.
+// The seq range is split into chunks that workers (one per CPU, each on its
+// own read-only connection) scan and hash in parallel; the links between
+// chunks are checked in order afterwards, so the first problem reported is
+// the first in the chain. Rows appended while Verify runs are ignored. The
+// error is only for I/O failures.
 func Verify(ctx context.Context, r *Reader, checkpoints []Checkpoint) (VerifyReport, error) {
 	rep := VerifyReport{HeadHash: GenesisHash, Checkpoints: len(checkpoints)}
 	bySeq := make(map[int64][]Checkpoint, len(checkpoints))
 	for _, cp := range checkpoints {
 		bySeq[cp.Seq] = append(bySeq[cp.Seq], cp)
 	}
-
-	parent := ctx
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	work := make(chan *verifyBatch, 8)
-	ordered := make(chan *verifyBatch, 8)
+	var maxSeq int64
+	if err := r.db.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM event_log").Scan(&maxSeq); err != nil {
+		return rep, fmt.Errorf("audit: verify: %w", err)
+	}
+	var chunks []*verifyChunk
+	for lo := int64(1); lo <= maxSeq; lo += verifyChunkSize {
+		chunks = append(chunks, &verifyChunk{lo: lo, hi: min(lo+verifyChunkSize-1, maxSeq)})
+	}
+	next := make(chan *verifyChunk, len(chunks))
+	for _, c := range chunks {
+		next <- c
+	}
+	close(next)
 	var wg sync.WaitGroup
-	for range max(1, runtime.GOMAXPROCS(0)) {
+	for range min(max(1, runtime.GOMAXPROCS(0)), max(1, len(chunks))) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var h hasher
 			h.init()
-			for b := range work {
-				for i := range b.rows {
-					sum := h.sumBytes(&b.rows[i])
-					b.bad[i] = string(sum) != b.rows[i].Hash
-				}
-				close(b.done)
+			for c := range next {
+				c.err = verifyRange(ctx, r, c, &h, bySeq)
 			}
 		}()
 	}
-	scanErr := make(chan error, 1)
-	go func() {
-		defer close(ordered)
-		defer close(work)
-		scanErr <- scanBatches(ctx, r, work, ordered)
-	}()
-
-	expect := int64(1)
-	prev := GenesisHash
-	for b := range ordered {
-		<-b.done
-		if rep.Problem != nil {
-			continue // drain
-		}
-		for i := range b.rows {
-			row := &b.rows[i]
-			if p := checkRow(row, expect, prev, b.bad[i], bySeq, &rep); p != nil {
-				rep.Problem = p
-				cancel()
-				break
-			}
-			rep.Events++
-			rep.HeadSeq, rep.HeadHash = row.Seq, row.Hash
-			expect, prev = row.Seq+1, row.Hash
-		}
-	}
 	wg.Wait()
-	if err := <-scanErr; err != nil && rep.Problem == nil {
-		return rep, err
+
+	prev := GenesisHash
+	for _, c := range chunks {
+		if c.err != nil {
+			return rep, c.err
+		}
+		var p *Problem
+		if c.firstSeq == c.lo && c.firstPrev != prev { // firstSeq is 0 when the chunk had no rows
+			p = &Problem{Seq: c.lo, Kind: ProblemReordered, Message: fmt.Sprintf(
+				"seq %d: prev_hash does not match the hash of seq %d (rows reordered, replaced or deleted before it)", c.lo, c.lo-1)}
+		}
+		if p == nil {
+			p = c.problem
+		}
+		if p != nil {
+			rep.Problem = p
+			rep.Events = max(p.Seq-1, 0)
+			return rep, nil
+		}
+		rep.Events += c.rows
+		rep.Matched += c.matched
+		rep.HeadSeq, rep.HeadHash, prev = c.lastSeq, c.lastHash, c.lastHash
 	}
-	if rep.Problem == nil && parent.Err() != nil {
-		return rep, fmt.Errorf("audit: verify: %w", parent.Err())
-	}
-	if rep.Problem != nil {
-		return rep, nil
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("audit: verify: %w", err)
 	}
 	// Checkpoints beyond the end: the tail was cut off.
 	var worst *Checkpoint
@@ -139,7 +142,43 @@ func Verify(ctx context.Context, r *Reader, checkpoints []Checkpoint) (VerifyRep
 	return rep, nil
 }
 
-// span names a run of seqs: "seq 5" or "seq 5..9".
+// verifyRange scans seqs c.lo..c.hi, recomputing each hash and checking the
+// links inside the range.
+func verifyRange(ctx context.Context, r *Reader, c *verifyChunk, h *hasher, bySeq map[int64][]Checkpoint) error {
+	rows, err := r.db.QueryContext(ctx, "SELECT "+rowColumns+" FROM event_log WHERE seq BETWEEN ? AND ? ORDER BY seq", c.lo, c.hi)
+	if err != nil {
+		return fmt.Errorf("audit: verify: %w", err)
+	}
+	defer rows.Close()
+	expect, prev := c.lo, ""
+	var row Row
+	for rows.Next() {
+		if err := rows.Scan(&row.Seq, &row.TS, &row.Kind, &row.CallID, &row.Payload, &row.PrevHash, &row.Hash); err != nil {
+			return fmt.Errorf("audit: verify: read row: %w", err)
+		}
+		if c.rows == 0 {
+			c.firstSeq, c.firstPrev = row.Seq, row.PrevHash
+		}
+		bad := string(h.sumBytes(&row)) != row.Hash
+		if p := checkRow(&row, expect, prev, bad, bySeq, &c.matched); p != nil {
+			c.problem = p
+			return nil
+		}
+		c.rows++
+		c.lastSeq, c.lastHash = row.Seq, row.Hash
+		expect, prev = row.Seq+1, row.Hash
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("audit: verify: %w", err)
+	}
+	if expect <= c.hi {
+		c.problem = &Problem{Seq: expect, Kind: ProblemDeleted, Message: fmt.Sprintf(
+			"seq %d: missing (%s gone: deleted)", expect, span(expect, c.hi))}
+	}
+	return nil
+}
+
+// span names a run of seqs: "seq 5 is" or "seq 5..9 are".
 func span(from, to int64) string {
 	if from == to {
 		return fmt.Sprintf("seq %d is", from)
@@ -158,7 +197,9 @@ func cpName(cp *Checkpoint) string {
 	return s
 }
 
-func checkRow(row *Row, expect int64, prev string, bad bool, bySeq map[int64][]Checkpoint, rep *VerifyReport) *Problem {
+// checkRow checks one row against the expected seq and the previous row's
+// hash (prev is empty for the first row of a chunk: linked later).
+func checkRow(row *Row, expect int64, prev string, bad bool, bySeq map[int64][]Checkpoint, matched *int) *Problem {
 	switch {
 	case row.Seq > expect && expect == 1:
 		return &Problem{Seq: row.Seq, Kind: ProblemDeleted, Message: fmt.Sprintf(
@@ -169,7 +210,7 @@ func checkRow(row *Row, expect int64, prev string, bad bool, bySeq map[int64][]C
 	case row.Seq < expect:
 		return &Problem{Seq: row.Seq, Kind: ProblemReordered, Message: fmt.Sprintf(
 			"seq %d: out of order after seq %d (reordered)", row.Seq, expect-1)}
-	case row.PrevHash != prev:
+	case prev != "" && row.PrevHash != prev:
 		return &Problem{Seq: row.Seq, Kind: ProblemReordered, Message: fmt.Sprintf(
 			"seq %d: prev_hash does not match the hash of seq %d (rows reordered, replaced or deleted before it)", row.Seq, row.Seq-1)}
 	case bad:
@@ -183,53 +224,7 @@ func checkRow(row *Row, expect int64, prev string, bad bool, bySeq map[int64][]C
 				"seq %d: hash %.12s… differs from checkpoint %s which recorded %.12s…: the chain was rewritten at or before this row",
 				row.Seq, row.Hash, cpName(cp), cp.Hash)}
 		}
-		rep.Matched++
-	}
-	return nil
-}
-
-// scanBatches streams the chain table in seq order into batches.
-func scanBatches(ctx context.Context, r *Reader, work, ordered chan<- *verifyBatch) error {
-	rows, err := r.db.QueryContext(ctx, "SELECT "+rowColumns+" FROM event_log ORDER BY seq")
-	if err != nil {
-		return fmt.Errorf("audit: verify: %w", err)
-	}
-	defer rows.Close()
-	newBatch := func() *verifyBatch {
-		return &verifyBatch{rows: make([]Row, 0, verifyBatchSize), done: make(chan struct{})}
-	}
-	send := func(b *verifyBatch) bool {
-		b.bad = make([]bool, len(b.rows))
-		select {
-		case ordered <- b:
-		case <-ctx.Done():
-			return false
-		}
-		work <- b
-		return true
-	}
-	b := newBatch()
-	for rows.Next() {
-		b.rows = append(b.rows, Row{})
-		row := &b.rows[len(b.rows)-1]
-		if err := rows.Scan(&row.Seq, &row.TS, &row.Kind, &row.CallID, &row.Payload, &row.PrevHash, &row.Hash); err != nil {
-			return fmt.Errorf("audit: verify: read row: %w", err)
-		}
-		if len(b.rows) == verifyBatchSize {
-			if !send(b) {
-				return nil
-			}
-			b = newBatch()
-		}
-	}
-	if err := rows.Err(); err != nil {
-		if errors.Is(err, context.Canceled) {
-			return nil
-		}
-		return fmt.Errorf("audit: verify: %w", err)
-	}
-	if len(b.rows) > 0 {
-		send(b)
+		*matched++
 	}
 	return nil
 }
