@@ -83,6 +83,7 @@ func runHook(ctx context.Context, e env) error {
 	fs.StringVar(&c.onTimeout, "on-timeout", "deny", "answer when no decision comes in time: deny or ask")
 	fs.StringVar(&c.onUnreachable, "on-unreachable", "deny", "answer when the broker cannot be reached: deny or ask")
 	fs.StringVar(&c.client, "client", "auto", "answer format: auto (Codex sends turn_id), claude or codex")
+	conn := addConnFlags(fs)
 	if len(e.Args) > 0 && !strings.HasPrefix(e.Args[0], "-") {
 		c.Kind, e.Args = e.Args[0], e.Args[1:]
 	}
@@ -113,16 +114,21 @@ func runHook(ctx context.Context, e env) error {
 			c.Agent = "codex"
 		}
 	}
+	copts, agent, _, err := conn.options(client.RoleAgent, c.Agent)
+	if err != nil {
+		return err
+	}
+	c.Agent = agent
 	call := claudehook.Call(in, claudehook.Identity{Agent: c.Agent, User: c.User, Org: c.Org})
 	var out claudehook.Outcome
-	conn, err := client.Connect(c.NATS, []nats.Option{nats.Timeout(c.Connect), nats.Name("airlock hook " + c.Kind)})
+	cl, err := client.Connect(c.NATS, []nats.Option{nats.Timeout(c.Connect), nats.Name("airlock hook " + c.Kind)}, copts...)
 	if err != nil {
 		out = claudehook.Unreachable(c.Fallbacks, err)
 	} else {
-		defer conn.Close()
+		defer cl.Close()
 		dctx, cancel := context.WithTimeout(ctx, c.Timeout)
 		defer cancel()
-		sub := &claudehook.NATSSubmitter{Conn: conn.Conn(), Prefix: c.Prefix, NoBrokerAfter: c.Connect}
+		sub := &claudehook.NATSSubmitter{Conn: cl.Conn(), Prefix: c.Prefix, NoBrokerAfter: c.Connect}
 		out = claudehook.Decide(dctx, sub, call, c.Fallbacks)
 	}
 	if out.Behavior != claudehook.Allow {

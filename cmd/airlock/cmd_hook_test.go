@@ -14,6 +14,7 @@ import (
 
 	"github.com/airlock/airlock"
 	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/broker/auth"
 	"github.com/airlock/airlock/broker/client"
 )
 
@@ -26,8 +27,20 @@ tools:
 `
 
 // startTestBroker runs `serve`'s wiring in-process on a random port and
-// returns it with a reviewer's client.
+// returns it with a reviewer's client (for policies without auth).
 func startTestBroker(t *testing.T, policyText string) (*service, *client.Client) {
+	t.Helper()
+	srv := startTestServe(t, policyText)
+	c, err := client.Connect(srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return srv, c
+}
+
+// startTestServe runs `serve`'s wiring in-process on a random port.
+func startTestServe(t *testing.T, policyText string) *service {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := serveConfig{Data: dir, Policy: writePolicy(t, dir, policyText), Listen: "127.0.0.1:-1",
@@ -41,12 +54,7 @@ func startTestBroker(t *testing.T, policyText string) (*service, *client.Client)
 		defer cancel()
 		_ = srv.Close(ctx)
 	})
-	c, err := client.Connect(srv.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return srv, c
+	return srv
 }
 
 func hookPayload(t *testing.T, name string) string {
@@ -247,5 +255,27 @@ func TestHookUsage(t *testing.T) {
 				t.Errorf("got stdout %q, want nothing (exit 2 blocks the tool)", r.stdout)
 			}
 		})
+	}
+}
+
+// TestHookWithAuth runs the hook against a broker whose policy has an auth:
+// section: with the agent's nkey the call is decided, without it the bus
+// refuses the connection and the hook fails closed.
+func TestHookWithAuth(t *testing.T) {
+	dir := t.TempDir()
+	pub, keyPath, err := auth.WriteKeyFile(dir, client.RoleAgent, "claude-code")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startTestServe(t, hookPolicy+"auth:\n  agents:\n    claude-code: {nkey: "+pub+"}\n")
+	payload := hookPayload(t, "pretooluse-read.json")
+
+	r := runHookCmd(payload, "claude-code", "--nats", srv.URL, "--key", keyPath)
+	if d, reason, _ := preDecision(t, r.stdout); r.err != nil || d != "allow" {
+		t.Fatalf("with the agent's key: got %q %q (%v, %s), want allow", d, reason, r.err, r.stderr)
+	}
+	r = runHookCmd(strings.Replace(payload, "toolu_01ABCreadme", "toolu_nokey", 1), "claude-code", "--nats", srv.URL)
+	if d, reason, _ := preDecision(t, r.stdout); r.err != nil || d != "deny" || !strings.Contains(reason, "unreachable") {
+		t.Fatalf("without a key: got %q %q (%v), want deny", d, reason, r.err)
 	}
 }

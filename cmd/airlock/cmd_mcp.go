@@ -75,6 +75,7 @@ func runMCPProxy(ctx context.Context, e env) error {
 	fs.StringVar(&c.ToolPrefix, "tool-prefix", "", "prefix for tool names in airlock's policy (e.g. github.)")
 	fs.StringVar(&c.Pins, "pins", "", "file that remembers tool definitions across runs (tool-poisoning defence)")
 	fs.DurationVar(&c.Timeout, "timeout", 5*time.Minute, "how long one call may wait for a decision")
+	cf := addConnFlags(fs)
 	// Flags come first; everything after them (or after "--") is the server's command line.
 	if err := parseFlags(fs, e.Args); err != nil {
 		return err
@@ -83,9 +84,13 @@ func runMCPProxy(ctx context.Context, e env) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
+	copts, _, _, err := cf.options(client.RoleAgent, c.Agent)
+	if err != nil {
+		return err
+	}
 	// stdout carries the MCP protocol: diagnostics go to stderr only.
 	logger := slog.New(slog.NewTextHandler(e.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	conn, err := client.Connect(c.NATS, []nats.Option{nats.Timeout(3 * time.Second), nats.Name("airlock mcp-proxy " + c.Agent)})
+	conn, err := client.Connect(c.NATS, []nats.Option{nats.Timeout(3 * time.Second), nats.Name("airlock mcp-proxy " + c.Agent)}, copts...)
 	if err != nil {
 		return &exitError{Code: 2, Err: fmt.Errorf("mcp-proxy: %w", err)}
 	}
