@@ -2,6 +2,7 @@ package risk
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -163,16 +164,27 @@ func cutUTF8(s string, n int) string {
 // what reviewers see in the console, so keep it).
 func shortPath(p string) string { return p }
 
-// clip shortens a value for a detail line.
+// clip shortens a value for a detail line: control characters become
+// spaces and invisible or direction-changing characters are written out
+// (\u200b, \u202e) so the reviewer sees what is really there.
 func clip(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return ' '
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			b.WriteByte(' ')
+		case isBidi(r) || isZeroWidth(r) || r == 0x200e || r == 0x200f || r == 0x061c || (r >= 0xe0000 && r <= 0xe007f):
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteRune(r)
 		}
-		return r
-	}, s)
-	if len(s) <= n {
-		return s
+		if b.Len() > n+16 {
+			break
+		}
 	}
-	return cutUTF8(s, n) + "…"
+	out := b.String()
+	if len(out) <= n {
+		return out
+	}
+	return cutUTF8(out, n) + "…"
 }
