@@ -216,6 +216,9 @@ type Review struct {
 	// ArgsHash binds the verdict to the exact arguments the reviewer saw
 	// (the edited ones when edited).
 	ArgsHash string `json:"args_hash,omitempty"`
+	// PolicyVersion is the digest of the policy that held the call, bound
+	// into the signature so a verdict cannot outlive a policy change.
+	PolicyVersion string `json:"policy_version,omitempty"`
 	// ShownMS is how long the call was on the reviewer's screen.
 	ShownMS   int64     `json:"shown_ms,omitempty"`
 	Timestamp time.Time `json:"ts,omitempty"`

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/airlock/airlock"
+	"github.com/airlock/airlock/broker/auth"
 	"github.com/airlock/airlock/broker/policy"
 )
 
@@ -65,6 +66,13 @@ func (b *Broker) Review(ctx context.Context, r airlock.Review) airlock.ReviewRep
 	if !namePattern.MatchString(r.Reviewer) {
 		return refuse("review: a reviewer name is required (letters, digits, _ . : @ + -)")
 	}
+	pol := b.pol.Load()
+	signed := auth.SignaturesRequired(pol)
+	if signed {
+		if msg := b.checkSigned(ctx, pol, r); msg != "" {
+			return refuse(msg)
+		}
+	}
 	rec, rev, found, err := b.st.get(ctx, r.CallID)
 	if err != nil {
 		return airlock.ReviewReply{Error: "review: " + err.Error()}
@@ -90,11 +98,20 @@ func (b *Broker) Review(ctx context.Context, r airlock.Review) airlock.ReviewRep
 		return airlock.ReviewReply{Error: "review: pending record: " + err.Error()}
 	}
 	call := rec.Call
+	if signed && r.PolicyVersion != p.PolicyVersion {
+		return refuse(fmt.Sprintf("review: the verdict was signed for policy version %q, but the call was held under %q", short(r.PolicyVersion), short(p.PolicyVersion)))
+	}
 	// The requester can never approve its own call.
 	if r.Action == airlock.ActionApprove && (strings.EqualFold(r.Reviewer, call.User) || strings.EqualFold(r.Reviewer, call.Agent)) {
 		return refuse(fmt.Sprintf("review: %s requested this call and cannot approve it", r.Reviewer))
 	}
+	if r.Action == airlock.ActionApprove && signed && r.PublicKey != "" && r.PublicKey == auth.AgentKey(pol, call.Agent) {
+		return refuse(fmt.Sprintf("review: the verdict is signed with agent %s's own key; the requester cannot approve its own call", call.Agent))
+	}
 	edited := r.Action == airlock.ActionApprove && r.UpdatedArguments != nil
+	if edited && call.Tool == ElevateTool {
+		return refuse("review: a write-access request cannot be edited; deny it, or approve it as asked")
+	}
 	if r.ArgsHash != "" {
 		want := p.ArgsHash
 		if edited {
@@ -104,7 +121,6 @@ func (b *Broker) Review(ctx context.Context, r airlock.Review) airlock.ReviewRep
 			return refuse("review: the verdict is for different arguments than the call holds (args hash mismatch)")
 		}
 	}
-	pol := b.pol.Load()
 	tool := pol.Tool(call.Tool)
 	d := airlock.Decision{CallID: call.ID, Tier: p.Tier, Risk: p.Risk, DecidedBy: "reviewer:" + r.Reviewer}
 	drec := airlock.DecisionRecord{Rule: p.Rule, PolicyVersion: p.PolicyVersion, Review: &r,
@@ -130,6 +146,7 @@ func (b *Broker) Review(ctx context.Context, r airlock.Review) airlock.ReviewRep
 		tool = er.Tool
 	}
 	// Two-person rule: a second, different reviewer must approve too.
+	second := ""
 	if r.Action == airlock.ActionApprove && b.needsTwo(pol, tool, d.Risk.Score) {
 		for _, a := range rec.Approvals {
 			if strings.EqualFold(a, r.Reviewer) {
@@ -147,7 +164,8 @@ func (b *Broker) Review(ctx context.Context, r airlock.Review) airlock.ReviewRep
 			b.auditReview(ctx, r, true, "first of two approvals")
 			return airlock.ReviewReply{Accepted: true, Waiting: true}
 		}
-		drec.Review.Reason = strings.TrimSpace(drec.Review.Reason + " (second approval after " + strings.Join(rec.Approvals, ", ") + ")")
+		// The signed verdict is audited as sent; the note goes in the reason.
+		second = " (second approval after " + strings.Join(rec.Approvals, ", ") + ")"
 	}
 	// Claim the call: the first claim wins.
 	rec.State = stateDeciding
@@ -172,6 +190,7 @@ func (b *Broker) Review(ctx context.Context, r airlock.Review) airlock.ReviewRep
 		if d.Reason == "" {
 			d.Reason = "approved by " + r.Reviewer
 		}
+		d.Reason += second
 	} else {
 		d.Verdict = airlock.VerdictDenied
 		d.Reason = r.Reason
@@ -224,6 +243,12 @@ func (b *Broker) decideClaimed(ctx context.Context, call, effective *airlock.Too
 		return d, false
 	}
 	d.AuditSeq = receipt.Seq
+	if d.Verdict == airlock.VerdictApproved && call.Tool == ElevateTool {
+		// Fails closed: without the stored grant, writes stay refused.
+		if err := b.recordWriteGrant(ctx, call, d.DecidedBy); err != nil {
+			b.log.Error("record write grant", "call", call.ID, "err", err)
+		}
+	}
 	runs := d.Verdict == airlock.VerdictApproved && tool != nil && tool.Sandbox != nil
 	state := stateDecided
 	if runs {
@@ -248,6 +273,54 @@ func (b *Broker) decideClaimed(ctx context.Context, call, effective *airlock.Too
 	}
 	b.publishDecision(call, d)
 	return d, true
+}
+
+// checkSigned verifies a verdict when the policy names reviewers: signed by
+// the named reviewer's nkey, fresh, bound to the arguments, and never seen
+// before (its nonce is recorded with a create, so a replay fails on every
+// broker). It returns the refusal, or "".
+func (b *Broker) checkSigned(ctx context.Context, pol *policy.Policy, r airlock.Review) string {
+	id, ok := pol.Auth.Reviewers[r.Reviewer]
+	if !ok {
+		return fmt.Sprintf("review: %s is not a reviewer in the policy's auth: section", r.Reviewer)
+	}
+	if id.NKey == "" {
+		return fmt.Sprintf("review: reviewer %s has no nkey, and verdicts must be signed (airlock keys new reviewer %s)", r.Reviewer, r.Reviewer)
+	}
+	switch err := auth.VerifyReview(r, id.NKey); {
+	case errors.Is(err, auth.ErrUnsigned):
+		return "review: unsigned verdict refused: reviewers sign their verdicts (--key FILE)"
+	case errors.Is(err, auth.ErrWrongKey):
+		return fmt.Sprintf("review: the verdict is signed with key %s, which is not reviewer %s's", clip(r.PublicKey), r.Reviewer)
+	case err != nil:
+		return "review: forged or altered verdict: the signature does not verify"
+	}
+	now := b.now()
+	if r.Timestamp.IsZero() || r.Timestamp.Before(now.Add(-reviewSkew)) || r.Timestamp.After(now.Add(reviewSkew)) {
+		return fmt.Sprintf("review: stale verdict: signed at %s, the broker's time is %s (allowed: ±%s)",
+			r.Timestamp.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), reviewSkew)
+	}
+	if r.ArgsHash == "" {
+		return "review: a signed verdict must name the hash of the arguments it approves"
+	}
+	if r.Nonce == "" {
+		return "review: a signed verdict needs a nonce"
+	}
+	data, _ := json.Marshal(nonceRecord{Seen: now.UTC(), Reviewer: r.Reviewer, CallID: r.CallID})
+	if _, err := b.st.state.Create(ctx, nonceKey(r.PublicKey, r.Nonce), data); err != nil {
+		if isRevisionMismatch(err) {
+			return "review: replayed verdict refused: its nonce was already used"
+		}
+		return ReasonStateUnavailable + ": review: nonce not recorded: " + err.Error()
+	}
+	return ""
+}
+
+func short(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
 }
 
 func (b *Broker) needsTwo(p *policy.Policy, tool *policy.Tool, score int) bool {
@@ -282,6 +355,9 @@ func (b *Broker) expireLoop() {
 			b.expireGrants(b.ctx)
 			if tick++; tick%15 == 0 {
 				b.recover(b.ctx, false)
+			}
+			if tick%30 == 0 {
+				b.cleanState(b.ctx)
 			}
 		}
 	}

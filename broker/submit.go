@@ -117,6 +117,10 @@ func (b *Broker) evaluate(ctx context.Context, call *airlock.ToolCall, rev uint6
 		pressure = lim.Pressure(call)
 	}
 
+	if call.Tool == ElevateTool {
+		return b.evaluateElevate(ctx, call, rev, d, rec)
+	}
+
 	pr := pol.Evaluate(call)
 	d.Tier = pr.Tier
 	rec.Rule = pr.Rule
@@ -134,6 +138,17 @@ func (b *Broker) evaluate(ctx context.Context, call *airlock.ToolCall, rev uint6
 		d.Reason = pr.Reason
 		b.cancelReservation(ctx, call.ID)
 		return b.finalize(ctx, call, rev, d, rec, pr.Tool), true
+	}
+	// Read before write: a tool that writes needs the session's write grant.
+	writeNote := ""
+	if pr.Tool != nil && pr.Tool.Writes {
+		refusal, g := b.checkWrites(ctx, call)
+		if refusal != "" {
+			d.Verdict, d.DecidedBy, d.Tier, d.Reason = airlock.VerdictDenied, "policy", airlock.TierDeny, refusal
+			b.cancelReservation(ctx, call.ID)
+			return b.finalize(ctx, call, rev, d, rec, pr.Tool), true
+		}
+		writeNote = fmt.Sprintf(" (write grant %s until %s)", g.ID, g.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 
 	tier := pr.Tier
@@ -162,7 +177,7 @@ func (b *Broker) evaluate(ctx context.Context, call *airlock.ToolCall, rev uint6
 	if reason == "" {
 		reason = fmt.Sprintf("%s is a %s-tier tool", call.Tool, tier)
 	}
-	d.Reason = reason
+	d.Reason = reason + writeNote
 	out := b.finalize(ctx, call, rev, d, rec, pr.Tool)
 	if tier == airlock.TierNotify && out.Verdict == airlock.VerdictApproved {
 		b.publishRecord(b.subject("notify", call.Agent), airlock.DecisionRecord{Call: *call, Decision: out, Rule: rec.Rule, PolicyVersion: rec.PolicyVersion})

@@ -33,6 +33,10 @@ type Client struct {
 	owned  bool
 	// Attempt is how long one request waits before it is retried (same id).
 	attempt time.Duration
+	// dial holds nats options Connect adds (identity, inbox, TLS).
+	dial []nats.Option
+	// signer signs reviewers' verdicts before they are sent.
+	signer func(*airlock.Review) error
 }
 
 // Option configures a Client.
@@ -45,9 +49,54 @@ func WithPrefix(p string) Option { return func(c *Client) { c.prefix = p } }
 // it with the same id (default 30s).
 func WithAttemptTimeout(d time.Duration) Option { return func(c *Client) { c.attempt = d } }
 
+// WithReviewSigner signs every verdict Review sends, after its timestamp,
+// nonce and policy version are filled in (see broker/auth.SignReview).
+func WithReviewSigner(sign func(*airlock.Review) error) Option {
+	return func(c *Client) { c.signer = sign }
+}
+
+// WithNATSOptions adds nats options Connect dials with.
+func WithNATSOptions(o ...nats.Option) Option {
+	return func(c *Client) { c.dial = append(c.dial, o...) }
+}
+
+// WithInbox makes the connection's reply inboxes _INBOX.<role>.<name>.…,
+// the only inboxes an identity may read when the broker enforces auth.
+// Connect only (New wraps a connection already dialled).
+func WithInbox(role, name string) Option {
+	return WithNATSOptions(nats.CustomInboxPrefix(InboxPrefix(role, name)))
+}
+
+// WithKey authenticates with an nkey (see LoadKey) and uses the key's
+// identity's inbox. Connect only.
+func WithKey(k *Key) Option {
+	return func(c *Client) {
+		c.dial = append(c.dial, nats.Nkey(k.Public, k.Sign), nats.CustomInboxPrefix(InboxPrefix(k.Role, k.Name)))
+	}
+}
+
+// WithTLS verifies the server against the CA file ca (empty: the system's
+// roots) and, when cert and key are set, presents that client certificate.
+// Connect only.
+func WithTLS(ca, cert, key string) Option {
+	return func(c *Client) {
+		if ca != "" {
+			c.dial = append(c.dial, nats.RootCAs(ca))
+		}
+		if cert != "" || key != "" {
+			c.dial = append(c.dial, nats.ClientCert(cert, key))
+		}
+	}
+}
+
 // Connect dials NATS. Extra nats options (credentials, TLS) may follow.
 func Connect(url string, natsOpts []nats.Option, opts ...Option) (*Client, error) {
+	var pre Client
+	for _, o := range opts {
+		o(&pre)
+	}
 	base := []nats.Option{nats.Name("airlock client"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	base = append(base, pre.dial...)
 	nc, err := nats.Connect(url, append(base, natsOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("client: connect %s: %w", url, err)
@@ -153,6 +202,20 @@ func (c *Client) Review(ctx context.Context, r airlock.Review) (airlock.ReviewRe
 	}
 	if r.Nonce == "" {
 		r.Nonce = ulid.Make().String()
+	}
+	if c.signer != nil {
+		if r.PolicyVersion == "" {
+			// Bind the verdict to the policy that holds the call.
+			if p, err := c.GetPending(ctx, r.CallID); err == nil {
+				r.PolicyVersion = p.PolicyVersion
+				if r.ArgsHash == "" {
+					r.ArgsHash = p.ArgsHash
+				}
+			}
+		}
+		if err := c.signer(&r); err != nil {
+			return airlock.ReviewReply{}, fmt.Errorf("client: sign review: %w", err)
+		}
 	}
 	body, err := json.Marshal(r)
 	if err != nil {

@@ -21,14 +21,20 @@ func init() {
 }
 
 func runConsole(ctx context.Context, e env) error {
-	fs := newFlags(e, "console", "[--nats URL] --reviewer NAME [--policy FILE]")
+	fs := newFlags(e, "console", "[--nats URL] --reviewer NAME [--key FILE] [--policy FILE]")
 	natsURL := fs.String("nats", natsURLDefault(), "NATS URL of the broker")
 	reviewer := fs.String("reviewer", reviewerDefault(), "your reviewer name")
 	policyFile := fs.String("policy", os.Getenv("AIRLOCK_POLICY"), "policy file, for the review settings (dwell, batching, rate guard)")
 	logFile := fs.String("log", filepath.Join(os.TempDir(), "airlock-console.log"), "log file (the console never logs to the screen)")
+	cf := addConnFlags(fs)
 	if err := parseFlags(fs, e.Args); err != nil {
 		return err
 	}
+	copts, name, _, err := cf.options(client.RoleReviewer, *reviewer)
+	if err != nil {
+		return err
+	}
+	*reviewer = name
 	if *reviewer == "" {
 		return usageErr("console: --reviewer NAME is required")
 	}
@@ -45,7 +51,7 @@ func runConsole(ctx context.Context, e env) error {
 		return err
 	}
 	defer closeLog()
-	c, err := client.Connect(*natsURL, nil)
+	c, err := client.Connect(*natsURL, nil, copts...)
 	if err != nil {
 		return &exitError{Code: 2, Err: err}
 	}

@@ -26,11 +26,17 @@ func runPending(ctx context.Context, e env) error {
 	natsURL := fs.String("nats", natsURLDefault(), "NATS URL of the broker")
 	asJSON := fs.Bool("json", false, "print JSON")
 	diff := fs.Bool("diff", false, "with show: the difference from the agent's last approved call of the same tool")
+	reviewer := fs.String("reviewer", reviewerDefault(), "your reviewer name (for a token login; a --key names you)")
+	cf := addConnFlags(fs)
 	args, err := parseInterspersed(fs, e.Args)
 	if err != nil {
 		return err
 	}
-	c, err := client.Connect(*natsURL, nil)
+	copts, _, _, err := cf.options(client.RoleReviewer, *reviewer)
+	if err != nil {
+		return err
+	}
+	c, err := client.Connect(*natsURL, nil, copts...)
 	if err != nil {
 		return &exitError{Code: 2, Err: err}
 	}
@@ -151,22 +157,28 @@ func writeJSON(e env, v any) error {
 }
 
 func runReview(ctx context.Context, e env) error {
-	fs := newFlags(e, "review", "approve|deny CALL_ID --reviewer NAME [--reason TEXT] [--args JSON]")
+	fs := newFlags(e, "review", "approve|deny CALL_ID --reviewer NAME [--key FILE] [--reason TEXT] [--args JSON]")
 	natsURL := fs.String("nats", natsURLDefault(), "NATS URL of the broker")
 	reviewer := fs.String("reviewer", os.Getenv("AIRLOCK_REVIEWER"), "your reviewer name")
 	reason := fs.String("reason", "", "reason (shown to the agent and audited)")
 	edited := fs.String("args", "", "approve with these edited arguments (JSON object)")
+	cf := addConnFlags(fs)
 	args, err := parseInterspersed(fs, e.Args)
 	if err != nil {
 		return err
 	}
 	if len(args) != 2 || (args[0] != "approve" && args[0] != "deny") {
-		return usageErr("review: want `airlock review approve|deny CALL_ID --reviewer NAME`")
+		return usageErr("review: want `airlock review approve|deny CALL_ID --reviewer NAME [--key FILE]`")
 	}
+	copts, name, _, err := cf.options(client.RoleReviewer, *reviewer)
+	if err != nil {
+		return err
+	}
+	*reviewer = name
 	if *reviewer == "" {
 		return usageErr("review: --reviewer NAME is required")
 	}
-	c, err := client.Connect(*natsURL, nil)
+	c, err := client.Connect(*natsURL, nil, copts...)
 	if err != nil {
 		return &exitError{Code: 2, Err: err}
 	}
@@ -181,8 +193,9 @@ func runReview(ctx context.Context, e env) error {
 		}
 		r.ArgsHash = airlock.ArgsHash(r.UpdatedArguments)
 	} else if p, err := c.GetPending(ctx, r.CallID); err == nil {
-		// Bind the verdict to the arguments shown.
+		// Bind the verdict to the arguments shown and the policy that holds them.
 		r.ArgsHash = p.ArgsHash
+		r.PolicyVersion = p.PolicyVersion
 	}
 	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()

@@ -17,9 +17,12 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/airlock/airlock/audit"
 	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/broker/auth"
+	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/broker/metrics"
 	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/broker/ratelimit"
@@ -43,6 +46,14 @@ type serveConfig struct {
 	Replicas int
 	MaxBytes int
 	Metrics  string // HOST:PORT for Prometheus metrics, empty: off
+	// Key is the broker's nkey seed file, for --nats deployments with auth.
+	Key string
+	// TLS: embedded, the server's certificate (and with TLSCA, client
+	// certificates are required); with --nats, the CA to trust and this
+	// broker's client certificate.
+	TLSCert, TLSKey, TLSCA string
+	// Plaintext accepts an unencrypted bus beyond loopback.
+	Plaintext bool
 }
 
 func (c *serveConfig) Validate() error {
@@ -55,7 +66,41 @@ func (c *serveConfig) Validate() error {
 	if c.Limits != "kv" && c.Limits != "memory" {
 		return usageErr("serve: --limits-store must be kv or memory, not %q", c.Limits)
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return usageErr("serve: --tls-cert and --tls-key go together")
+	}
+	if c.NATS == "" && c.TLSCA != "" && c.TLSCert == "" {
+		return usageErr("serve: --tls-ca (require client certificates) needs --tls-cert and --tls-key")
+	}
 	return nil
+}
+
+// checkExposure refuses an embedded server beyond loopback without
+// identities, and (unless --plaintext) without TLS.
+func (c *serveConfig) checkExposure(pol *policy.Policy) error {
+	if c.NATS != "" || isLoopback(c.Listen) {
+		return nil
+	}
+	if !auth.Enabled(pol) {
+		return usageErr("serve: --listen %s is not a loopback address and the policy has no auth: section, so anyone who can reach the port could submit calls and approve them; declare identities under auth: (airlock keys new …) or listen on 127.0.0.1", c.Listen)
+	}
+	if c.TLSCert == "" && !c.Plaintext {
+		return usageErr("serve: --listen %s is beyond loopback: give --tls-cert and --tls-key (and --tls-ca to require client certificates), or --plaintext to accept an unencrypted bus", c.Listen)
+	}
+	return nil
+}
+
+// isLoopback reports whether a HOST:PORT listens on loopback only.
+func isLoopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func dataDefault() string {
@@ -78,6 +123,11 @@ func runServe(ctx context.Context, e env) error {
 	fs.IntVar(&c.Replicas, "replicas", 1, "JetStream replicas for airlock's buckets (3 on a cluster)")
 	fs.IntVar(&c.MaxBytes, "max-bytes", broker.DefaultMaxBytes, "largest call accepted, in bytes")
 	fs.StringVar(&c.Metrics, "metrics", "", "serve Prometheus metrics on HOST:PORT (/metrics)")
+	fs.StringVar(&c.Key, "key", "", "with --nats: this broker's nkey file (airlock keys new broker NAME)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate: the embedded server's, or with --nats this broker's client certificate")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key for --tls-cert")
+	fs.StringVar(&c.TLSCA, "tls-ca", "", "CA file: embedded, require client certificates signed by it; with --nats, trust the server's certificate by it")
+	fs.BoolVar(&c.Plaintext, "plaintext", false, "allow an unencrypted bus beyond loopback (not recommended)")
 	if err := parseFlags(fs, e.Args); err != nil {
 		return err
 	}
@@ -97,6 +147,10 @@ func runServe(ctx context.Context, e env) error {
 		broker.Version, srv.URL, c.Data, c.Policy, len(srv.Broker.Policy().Tools))
 	if srv.Broker.Policy().Auth == nil && c.NATS == "" {
 		fmt.Fprintln(e.Stderr, "airlock serve: no auth: section in the policy: any local process can submit and review; listening on loopback only")
+	} else if auth.Enabled(srv.Broker.Policy()) {
+		a := srv.Broker.Policy().Auth
+		fmt.Fprintf(e.Stderr, "airlock serve: auth on: %d agents, %d reviewers, %d brokers; verdicts must be signed: %v; tls: %v\n",
+			len(a.Agents), len(a.Reviewers), len(a.Brokers), auth.SignaturesRequired(srv.Broker.Policy()), c.TLSCert != "")
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -157,6 +211,9 @@ func startServe(ctx context.Context, c serveConfig, logger *slog.Logger) (*servi
 	if err != nil {
 		return nil, err
 	}
+	if err := c.checkExposure(pol); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(c.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
@@ -175,17 +232,45 @@ func startServe(ctx context.Context, c serveConfig, logger *slog.Logger) (*servi
 	}
 	if c.NATS != "" {
 		s.URL = c.NATS
-		s.nc, err = nats.Connect(c.NATS, nats.Name("airlock broker"), nats.MaxReconnects(-1))
+		opts := []nats.Option{nats.Name("airlock broker"), nats.MaxReconnects(-1)}
+		if c.Key != "" {
+			k, err := client.LoadKey(c.Key)
+			if err != nil {
+				return nil, err
+			}
+			opts = append(opts, nats.Nkey(k.Public, k.Sign))
+		}
+		if c.TLSCA != "" {
+			opts = append(opts, nats.RootCAs(c.TLSCA))
+		}
+		if c.TLSCert != "" {
+			opts = append(opts, nats.ClientCert(c.TLSCert, c.TLSKey))
+		}
+		s.nc, err = nats.Connect(c.NATS, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("connect to NATS at %s: %w", c.NATS, err)
 		}
 	} else {
-		s.nats, err = broker.StartEmbedded(broker.EmbeddedOptions{Listen: c.Listen, StoreDir: filepath.Join(c.Data, "nats")})
+		// The broker's own identity on its embedded server: a key made
+		// now, never written down, allowed everything.
+		var self nkeys.KeyPair
+		if auth.Enabled(pol) {
+			if self, err = auth.NewKey(); err != nil {
+				return nil, err
+			}
+		}
+		s.nats, err = broker.StartEmbedded(broker.EmbeddedOptions{Listen: c.Listen, StoreDir: filepath.Join(c.Data, "nats"),
+			Configure: func(o *server.Options) error { return configureEmbedded(o, c, pol, self) }})
 		if err != nil {
 			return nil, err
 		}
 		s.URL = s.nats.ClientURL()
-		s.nc, err = nats.Connect("", nats.InProcessServer(s.nats), nats.Name("airlock broker"))
+		opts := []nats.Option{nats.InProcessServer(s.nats), nats.Name("airlock broker")}
+		if self != nil {
+			pub, _ := self.PublicKey()
+			opts = append(opts, nats.Nkey(pub, self.Sign))
+		}
+		s.nc, err = nats.Connect("", opts...)
 		if err != nil {
 			return nil, fmt.Errorf("connect to embedded NATS: %w", err)
 		}
@@ -235,6 +320,30 @@ func startServe(ctx context.Context, c serveConfig, logger *slog.Logger) (*servi
 	s.Broker = b
 	ok = true
 	return s, nil
+}
+
+// configureEmbedded applies identities and TLS to the embedded server.
+func configureEmbedded(o *server.Options, c serveConfig, pol *policy.Policy, self nkeys.KeyPair) error {
+	if self != nil {
+		pub, err := self.PublicKey()
+		if err != nil {
+			return err
+		}
+		if err := auth.Configure(o, pol, c.Prefix, pub); err != nil {
+			return err
+		}
+	}
+	if c.TLSCert != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: c.TLSCert, KeyFile: c.TLSKey, CaFile: c.TLSCA, Verify: c.TLSCA != ""})
+		if err != nil {
+			return fmt.Errorf("serve: tls: %w", err)
+		}
+		o.TLSConfig = tc
+		o.TLS = true
+		o.TLSVerify = c.TLSCA != ""
+		o.TLSTimeout = 2
+	}
+	return nil
 }
 
 func limitStore(ctx context.Context, nc *nats.Conn, c serveConfig) (ratelimit.Store, error) {

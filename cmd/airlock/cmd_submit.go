@@ -18,7 +18,7 @@ func init() {
 }
 
 func runSubmit(ctx context.Context, e env) error {
-	fs := newFlags(e, "submit", "--agent A --tool T --args JSON [--user U --org O --session S] [--wait]")
+	fs := newFlags(e, "submit", "--agent A --tool T --args JSON [--user U --org O --session S] [--wait] [--key FILE]")
 	natsURL := fs.String("nats", natsURLDefault(), "NATS URL of the broker")
 	id := fs.String("id", "", "call id (idempotency key; default: a new ULID)")
 	agent := fs.String("agent", os.Getenv("AIRLOCK_AGENT"), "agent name")
@@ -33,9 +33,15 @@ func runSubmit(ctx context.Context, e env) error {
 	cost := fs.Float64("cost", 0, "cost in USD")
 	wait := fs.Bool("wait", false, "wait as long as it takes for a reviewer (default: give up after --timeout)")
 	timeout := fs.Duration("timeout", 60*time.Second, "how long to wait for a decision without --wait")
+	cf := addConnFlags(fs)
 	if err := parseFlags(fs, e.Args); err != nil {
 		return err
 	}
+	copts, name, _, err := cf.options(client.RoleAgent, *agent)
+	if err != nil {
+		return err
+	}
+	*agent = name
 	if *agent == "" || *tool == "" {
 		return usageErr("submit: --agent and --tool are required")
 	}
@@ -56,7 +62,7 @@ func runSubmit(ctx context.Context, e env) error {
 	if *reason != "" {
 		call.Context = map[string]any{"reason": *reason}
 	}
-	c, err := client.Connect(*natsURL, nil, client.WithAttemptTimeout(15*time.Second))
+	c, err := client.Connect(*natsURL, nil, append(copts, client.WithAttemptTimeout(15*time.Second))...)
 	if err != nil {
 		return &exitError{Code: 2, Err: err}
 	}
