@@ -165,6 +165,19 @@ func (s *Scorer) historyFindings(a *analysis) {
 	s.policyChains(a, sh)
 }
 
+// codeHostOwner returns the account of a repository URL on a public code
+// host (github.com/OWNER/repo), or "".
+func codeHostOwner(t target) string {
+	switch registrable(t.host) {
+	case "github.com", "gitlab.com", "bitbucket.org", "codeberg.org", "sr.ht":
+		p := strings.TrimPrefix(t.path, "/")
+		if i := strings.IndexByte(p, '/'); i > 0 {
+			return strings.TrimPrefix(p[:i], "~")
+		}
+	}
+	return ""
+}
+
 // earlier returns the detail of the most recent earlier event with a class.
 func (sh *sessionHist) earlier(class string) (string, bool) {
 	for i := len(sh.events) - 1; i >= 0; i-- {
@@ -206,6 +219,9 @@ func (s *Scorer) builtinChains(a *analysis, sh *sessionHist) {
 		if u, ok := sh.remotes[r]; ok {
 			t, _ := parseTarget(gitURL(u))
 			out, why := a.outsideHost(t.host, false)
+			if out && a.org != nil && codeHostOwner(t) != "" && a.org.ownAccount(codeHostOwner(t)) {
+				out = false // github.com/acme/… belongs to org acme
+			}
 			if out || (a.org == nil && t.host != "") {
 				if why == "" {
 					why = "added in this session"

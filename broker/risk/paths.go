@@ -60,6 +60,21 @@ func sensitivePath(p string) (float64, string) {
 		}
 	}
 	p = strings.ReplaceAll(p, "\\", "/")
+	// "....//" and "..;/" survive naive "../" stripping and still climb.
+	if strings.Contains(p, "....") || strings.Contains(p, "..;") {
+		dodge := false
+		segs := strings.Split(p, "/")
+		for i, sg := range segs {
+			if len(sg) >= 4 && strings.Trim(sg, ".") == "" || strings.HasPrefix(sg, "..;") {
+				segs[i] = ".."
+				dodge = true
+			}
+		}
+		if dodge {
+			p = strings.Join(segs, "/")
+			enc = true // an evasion, reported like an encoding
+		}
+	}
 	if strings.HasPrefix(strings.ToLower(p), "file://") {
 		p = p[len("file://"):]
 		if i := strings.IndexByte(p, '/'); i > 0 {
@@ -89,8 +104,16 @@ func sensitivePath(p string) (float64, string) {
 		traversal = strings.Count(p, "/../") >= 2 || strings.HasSuffix(p, "/..")
 	}
 	w, what := sensitiveTarget(resolved)
+	if w == 0 && !strings.HasPrefix(resolved, "/") {
+		// A relative path that still names a system secret (rootfs/etc/shadow).
+		for _, suf := range []string{"etc/shadow", "etc/sudoers", "etc/gshadow"} {
+			if strings.HasSuffix(strings.ToLower(resolved), "/"+suf) {
+				w, what = 0.6, "copy of "+suf
+			}
+		}
+	}
 	if enc && (traversal || w > 0) {
-		what = strings.TrimSpace(what + " (URL-encoded)")
+		what = strings.TrimSpace(what + " (encoded or evasive spelling)")
 		w = max(w, 0.8)
 	}
 	switch {

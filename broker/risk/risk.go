@@ -75,7 +75,7 @@ var DefaultPoints = map[string]int{
 	FactorNoveltyValue:   6,
 	FactorChain:          50,
 	FactorOversized:      55,
-	FactorFinancial:      50,
+	FactorFinancial:      55,
 	FactorPrivilege:      55,
 }
 

@@ -175,6 +175,7 @@ func TestSensitivePath(t *testing.T) {
 		{"dotdot-from-subdir", "read_file", fpath("./a/../../../etc/shadow"), FactorSensitivePath, 50},
 		{"absolute-climb", "read_file", fpath("/var/www/html/../../../etc/shadow"), FactorSensitivePath, 50},
 		{"url-encoded-traversal", "read_file", fpath("%2e%2e%2f%2e%2e%2fetc%2fshadow"), FactorSensitivePath, 50},
+		{"dot-dot-dodge", "read_file", fpath("....//....//....//etc/shadow"), FactorSensitivePath, 50},
 		{"backslash-traversal", "read_file", fpath(`..\..\..\etc\shadow`), FactorSensitivePath, 50},
 		{"proc-pid-environ", "read_file", fpath("/proc/1/environ"), FactorSensitivePath, 50},
 		{"env-production", "read_file", fpath("config/.env.production"), FactorSensitivePath, 50},
@@ -193,6 +194,7 @@ func TestSensitivePath(t *testing.T) {
 		{"public-key", "read_file", fpath("~/.ssh/id_rsa.pub"), FactorSensitivePath},
 		{"shadow-it-doc", "read_file", fpath("notes/shadow-it-policy.md"), FactorSensitivePath},
 		{"inner-dotdot-stays", "read_file", fpath("src/../README.md"), FactorSensitivePath},
+		{"go-package-pattern", "run_shell", sh("go test ./..."), FactorSensitivePath},
 		{"monkey", "read_file", fpath("assets/monkey.png"), FactorSensitivePath},
 	})
 }

@@ -490,7 +490,7 @@ func checkSimple(s *simple, f *shellFacts, depth int) {
 		}
 		if s.name == "chmod" {
 			if strings.Contains(mode, "s") && (strings.Contains(mode, "+") || strings.Contains(mode, "=")) || (len(mode) == 4 && (mode[0] == '4' || mode[0] == '2' || mode[0] == '6')) {
-				f.add(FactorShellDanger, 0.8, "chmod "+mode+" sets setuid/setgid")
+				f.add(FactorShellDanger, 1, "chmod "+mode+" sets setuid/setgid (runs as the file's owner)")
 			} else if rec && (mode == "777" || mode == "666" || strings.Contains(mode, "o+w") || strings.Contains(mode, "a+w")) {
 				f.add(FactorShellDanger, 0.5, "chmod -R "+mode+" makes a tree world-writable")
 			}

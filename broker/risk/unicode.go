@@ -122,8 +122,8 @@ func unicodeCheck(s string, ident bool) []unicodeFinding {
 				firstZW = r
 			}
 		case r >= 0xE0000 && r <= 0xE007F:
-			if r >= 0xE0020 && r <= 0xE007E && flagTagSequence(runes, i) {
-				continue
+			if r >= 0xE0020 && flagTagSequence(runes, i) {
+				continue // subdivision flag: 🏴 + tag letters + cancel tag
 			}
 			tags++
 		case r == 0x200E || r == 0x200F || r == 0x061C:
