@@ -28,8 +28,9 @@
 // refused.
 //
 // Not proxied: requests the server makes of the client (sampling,
-// elicitation, roots), progress notifications and resource subscriptions.
-// Log messages from the upstream server are forwarded to connected clients.
+// elicitation, roots) and resource subscriptions. Log messages and progress
+// on forwarded calls are relayed to the client; while a call waits for a
+// decision, a client that asked for progress hears that it is waiting.
 package mcpproxy
 
 import (
@@ -89,7 +90,11 @@ type Config struct {
 	PinFile string
 	// Transport is recorded in the calls' context (default "stdio").
 	Transport string
-	Logger    *slog.Logger
+	// ProgressEvery is how often a client that asked for progress
+	// (a progressToken) hears that its call still waits for a decision, so
+	// it does not give up on a call a reviewer is looking at (default 10s).
+	ProgressEvery time.Duration
+	Logger        *slog.Logger
 }
 
 // Proxy is a running proxy with its upstream session.
@@ -106,6 +111,14 @@ type Proxy struct {
 	resources map[string]string // uri or template → definition hash
 	pins      map[string]string
 	syncMu    sync.Mutex
+	progress  map[string]progressTarget // upstream progress token → the client's
+}
+
+// progressTarget is where an upstream server's progress for a forwarded
+// call goes: the client session and the token it chose.
+type progressTarget struct {
+	ss    *mcp.ServerSession
+	token any
 }
 
 type toolState struct {
@@ -137,20 +150,24 @@ func Start(ctx context.Context, t mcp.Transport, cfg Config) (*Proxy, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.ProgressEvery <= 0 {
+		cfg.ProgressEvery = 10 * time.Second
+	}
 	p := &Proxy{
 		cfg: cfg, log: cfg.Logger.With("subsystem", "mcpproxy"),
 		tools: map[string]*toolState{}, prompts: map[string]string{}, resources: map[string]string{},
-		pins: map[string]string{},
+		pins: map[string]string{}, progress: map[string]progressTarget{},
 	}
 	if err := p.loadPins(); err != nil {
 		return nil, err
 	}
 	client := mcp.NewClient(&mcp.Implementation{Name: "airlock-mcp-proxy", Version: "0.1.0"}, &mcp.ClientOptions{
-		Capabilities:               &mcp.ClientCapabilities{},
-		ToolListChangedHandler:     func(context.Context, *mcp.ToolListChangedRequest) { go p.resync() },
-		PromptListChangedHandler:   func(context.Context, *mcp.PromptListChangedRequest) { go p.resync() },
-		ResourceListChangedHandler: func(context.Context, *mcp.ResourceListChangedRequest) { go p.resync() },
-		LoggingMessageHandler:      p.forwardLog,
+		Capabilities:                &mcp.ClientCapabilities{},
+		ToolListChangedHandler:      func(context.Context, *mcp.ToolListChangedRequest) { go p.resync() },
+		PromptListChangedHandler:    func(context.Context, *mcp.PromptListChangedRequest) { go p.resync() },
+		ResourceListChangedHandler:  func(context.Context, *mcp.ResourceListChangedRequest) { go p.resync() },
+		LoggingMessageHandler:       p.forwardLog,
+		ProgressNotificationHandler: p.forwardProgress,
 	})
 	up, err := client.Connect(ctx, t, nil)
 	if err != nil {
@@ -436,6 +453,46 @@ func (p *Proxy) forwardLog(ctx context.Context, req *mcp.LoggingMessageRequest) 
 	}
 }
 
+// forwardProgress relays an upstream server's progress on a forwarded call
+// to the client that asked for it, under the client's own token.
+func (p *Proxy) forwardProgress(ctx context.Context, req *mcp.ProgressNotificationClientRequest) {
+	tok, ok := req.Params.ProgressToken.(string)
+	if !ok {
+		return
+	}
+	p.mu.Lock()
+	t, ok := p.progress[tok]
+	p.mu.Unlock()
+	if !ok {
+		return
+	}
+	fwd := *req.Params
+	fwd.ProgressToken = t.token
+	_ = t.ss.NotifyProgress(ctx, &fwd)
+}
+
+// keepAlive tells a client that asked for progress that its call is still
+// waiting for airlock, until stop is closed.
+func (p *Proxy) keepAlive(ctx context.Context, req *mcp.CallToolRequest, callID string, stop <-chan struct{}) {
+	tok := req.Params.GetProgressToken()
+	if tok == nil || req.Session == nil {
+		return
+	}
+	t := time.NewTicker(p.cfg.ProgressEvery)
+	defer t.Stop()
+	for n := 1; ; n++ {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: tok, Progress: float64(n),
+				Message: fmt.Sprintf("waiting for airlock's decision on call %s", callID)})
+		}
+	}
+}
+
 // callTool gates one tools/call.
 func (p *Proxy) callTool(ctx context.Context, name string, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 	args, err := decodeArgs(req.Params.Arguments)
@@ -453,11 +510,14 @@ func (p *Proxy) callTool(ctx context.Context, name string, req *mcp.CallToolRequ
 		return refusal("airlock: the server no longer offers %s", name), nil
 	}
 	call := &airlock.ToolCall{
-		Agent: p.cfg.Agent, User: p.cfg.User, Org: p.cfg.Org, Session: p.cfg.Session,
+		ID: ulid.Make().String(), Agent: p.cfg.Agent, User: p.cfg.User, Org: p.cfg.Org, Session: p.cfg.Session,
 		Tool: p.cfg.ToolPrefix + name, Arguments: args, Context: p.callContext(&snapshot),
 	}
 	dctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
+	stop := make(chan struct{})
+	go p.keepAlive(dctx, req, call.ID, stop)
 	d, err := p.cfg.Decider.Submit(dctx, call)
+	close(stop)
 	cancel()
 	if err != nil {
 		p.log.Warn("no decision", "tool", name, "call", call.ID, "err", err)
@@ -485,7 +545,23 @@ func (p *Proxy) callTool(ctx context.Context, name string, req *mcp.CallToolRequ
 	if d.UpdatedArguments != nil {
 		fwd = d.UpdatedArguments
 	}
-	res, err := p.up.CallTool(ctx, &mcp.CallToolParams{Meta: req.Params.Meta, Name: name, Arguments: fwd})
+	params := &mcp.CallToolParams{Name: name, Arguments: fwd}
+	if tok := req.Params.GetProgressToken(); tok != nil && req.Session != nil {
+		// The upstream server reports progress under a token of the
+		// proxy's own (clients' tokens may collide); forwardProgress maps
+		// it back.
+		up := "airlock-" + call.ID
+		params.SetProgressToken(up)
+		p.mu.Lock()
+		p.progress[up] = progressTarget{ss: req.Session, token: tok}
+		p.mu.Unlock()
+		defer func() {
+			p.mu.Lock()
+			delete(p.progress, up)
+			p.mu.Unlock()
+		}()
+	}
+	res, err := p.up.CallTool(ctx, params)
 	if err != nil {
 		return nil, err
 	}

@@ -192,7 +192,8 @@ func TestProxyAgainstBrokerAndRealServer(t *testing.T) {
 
 	pinFile := filepath.Join(t.TempDir(), "pins.json")
 	px, err := mcpproxy.Start(ctx, &mcp.CommandTransport{Command: exec.Command(bin, "-log", logPath)},
-		mcpproxy.Config{Agent: "mcp-test", User: "alice", Decider: h.client, PinFile: pinFile, Timeout: time.Minute})
+		mcpproxy.Config{Agent: "mcp-test", User: "alice", Decider: h.client, PinFile: pinFile, Timeout: time.Minute,
+			ProgressEvery: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,6 +279,58 @@ func TestProxyAgainstBrokerAndRealServer(t *testing.T) {
 			t.Fatalf("got %+v %q, want the edited call's result", r.res, text(t, r.res))
 		}
 	})
+	t.Run("progress-while-waiting-and-from-the-server", func(t *testing.T) {
+		progress := make(chan *mcp.ProgressNotificationParams, 64)
+		st2, ct2 := mcp.NewInMemoryTransports()
+		go px.Run(ctx, st2)
+		cs2, err := mcp.NewClient(&mcp.Implementation{Name: "progress-client", Version: "1"}, &mcp.ClientOptions{
+			ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+				select {
+				case progress <- req.Params:
+				default:
+				}
+			},
+		}).Connect(ctx, ct2, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cs2.Close()
+		ch := make(chan callResult, 1)
+		go func() {
+			params := &mcp.CallToolParams{Name: "delete_everything", Arguments: map[string]any{"target": "tmp"}}
+			params.SetProgressToken("tok-1")
+			res, err := cs2.CallTool(ctx, params)
+			ch <- callResult{res, err}
+		}()
+		p := h.waitPending(t, "delete_everything")
+		select {
+		case pr := <-progress:
+			if pr.ProgressToken != "tok-1" || !strings.Contains(pr.Message, "waiting for airlock") {
+				t.Fatalf("got progress %+v, want the client's token and a waiting message", pr)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no progress while the call waited for a reviewer")
+		}
+		h.review(t, airlock.Review{CallID: p.Call.ID, Action: airlock.ActionApprove, Reviewer: "bob"})
+		r := <-ch
+		if r.err != nil || r.res.IsError || text(t, r.res) != "deleted tmp" {
+			t.Fatalf("got %+v %v", r.res, r.err)
+		}
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case pr := <-progress:
+				if pr.Message == "deleting tmp" {
+					if pr.ProgressToken != "tok-1" {
+						t.Fatalf("got the server's progress under token %v, want tok-1", pr.ProgressToken)
+					}
+					return
+				}
+			case <-deadline:
+				t.Fatal("the server's own progress never reached the client")
+			}
+		}
+	})
 	t.Run("changed-tool-needs-a-reviewer", func(t *testing.T) {
 		if res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "poison"}); err != nil || res.IsError {
 			t.Fatalf("poison: %+v %v", res, err)
@@ -316,7 +369,7 @@ func TestProxyAgainstBrokerAndRealServer(t *testing.T) {
 	})
 	t.Run("server-saw-only-approved-calls", func(t *testing.T) {
 		got := serverLog(t, logPath)
-		want := []string{`echo {"text":"hi"}`, `delete_everything {"target":"staging"}`, `poison {}`, `echo {"text":"reviewed"}`}
+		want := []string{`echo {"text":"hi"}`, `delete_everything {"target":"staging"}`, `delete_everything {"target":"tmp"}`, `poison {}`, `echo {"text":"reviewed"}`}
 		if len(got) != len(want) {
 			t.Fatalf("got %d calls %v, want %v", len(got), got, want)
 		}

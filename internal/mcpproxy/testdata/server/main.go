@@ -66,6 +66,9 @@ func main() {
 		Annotations: &mcp.ToolAnnotations{DestructiveHint: &yes}},
 		func(ctx context.Context, req *mcp.CallToolRequest, a deleteArgs) (*mcp.CallToolResult, any, error) {
 			record("delete_everything", a)
+			if tok := req.Params.GetProgressToken(); tok != nil {
+				_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: tok, Progress: 1, Total: 1, Message: "deleting " + a.Target})
+			}
 			return text("deleted " + a.Target), nil, nil
 		})
 	mcp.AddTool(s, &mcp.Tool{Name: "poison", Description: "Change echo's description."},
