@@ -108,13 +108,16 @@ func (m *Model) approveKey() tea.Cmd {
 	if !ok {
 		return nil
 	}
-	return m.tryApprove(r, nil, false)
+	return m.tryApprove(r, nil, false, nil)
 }
 
 // tryApprove runs the approval guards in order: rate guard, dwell for
 // high-risk calls, typed confirmation for critical ones, an explicit y for
 // high-risk ones. A plain call is approved by the one key.
-func (m *Model) tryApprove(r *row, edited map[string]any, confirmed bool) tea.Cmd {
+//
+// grant, when set, rides on the approval of the first call: the broker
+// creates the grant from it (or says in the reply's Note why not).
+func (m *Model) tryApprove(r *row, edited map[string]any, confirmed bool, grant *airlock.GrantRequest) tea.Cmd {
 	items := m.actionable(r)
 	if len(items) == 0 {
 		m.setStatus("nothing to approve yet: the batch's calls just arrived", false)
@@ -143,6 +146,7 @@ func (m *Model) tryApprove(r *row, edited map[string]any, confirmed bool) tea.Cm
 	}
 	a := m.newAction(r, items, airlock.ActionApprove)
 	a.edited = edited
+	a.grant = grant
 	if r.risk >= m.confirmRisk() {
 		lead := items[0]
 		a.label, a.expect = confirmField(&lead.p, edited)
@@ -246,6 +250,19 @@ func (m *Model) onPromptKey(msg tea.KeyPressMsg) tea.Cmd {
 		return nil
 	}
 	switch m.mode {
+	case modeGrant:
+		return m.onGrantFormKey(msg)
+	case modeRevoke:
+		switch s {
+		case "y", "Y", "enter":
+			id := m.revokeID
+			m.closePrompt()
+			return m.revokeCmd(id)
+		case "n", "N":
+			m.closePrompt()
+			m.setStatus("not revoked", false)
+		}
+		return nil
 	case modeFilter:
 		if s == "enter" {
 			m.closePrompt()
@@ -326,7 +343,7 @@ func (m *Model) onPromptKey(msg tea.KeyPressMsg) tea.Cmd {
 			if r == nil {
 				return nil
 			}
-			return m.tryApprove(r, a.edited, true)
+			return m.tryApprove(r, a.edited, true, nil)
 		case "n", "N":
 			m.closePrompt()
 			m.setStatus("edit discarded: nothing was sent", false)
@@ -342,6 +359,8 @@ func (m *Model) closePrompt() {
 	m.input.Blur()
 	m.input.Reset()
 	m.editor.Blur()
+	m.gform = nil
+	m.revokeID = ""
 	m.detCache = detailCache{}
 }
 
@@ -407,7 +426,7 @@ func (m *Model) onEdited(msg editedMsg) tea.Cmd {
 // broker removes them.
 func (m *Model) send(a *action, reason string) tea.Cmd {
 	var cmds []tea.Cmd
-	for _, it := range a.items {
+	for i, it := range a.items {
 		rv := airlock.Review{
 			CallID:    it.p.Call.ID,
 			Action:    a.kind,
@@ -422,6 +441,10 @@ func (m *Model) send(a *action, reason string) tea.Cmd {
 			rv.UpdatedArguments = a.edited
 			rv.ArgsHash = airlock.ArgsHash(a.edited)
 		}
+		if i == 0 && a.grant != nil {
+			g := *a.grant
+			rv.Grant = &g
+		}
 		it.inflight = true
 		cmds = append(cmds, m.decideCmd(rv, it))
 	}
@@ -432,6 +455,9 @@ func (m *Model) send(a *action, reason string) tea.Cmd {
 	verb := "approving"
 	if a.kind == airlock.ActionDeny {
 		verb = "denying"
+	}
+	if a.grant != nil {
+		verb += " (with a grant for " + a.grant.For + ")"
 	}
 	if n == 1 {
 		m.setStatus(verb+" "+a.items[0].tool+" "+a.items[0].id+"…", false)
@@ -519,6 +545,11 @@ func (m *Model) onDecided(msg decidedMsg) tea.Cmd {
 		}
 		m.setStatus(verb+": "+name, false)
 	}
+	if rv.Grant != nil {
+		m.onGrantReply(name, reply)
+	} else if reply.Note != "" && !reply.Canary {
+		m.setStatus(name+": "+sanitize.Line(reply.Note), false)
+	}
 	m.history = append(m.history, historyEntry{
 		at: m.now, action: rv.Action, callID: rv.CallID, agent: it.agent, tool: it.tool,
 		summary: it.summary, reason: sanitize.Line(rv.Reason), shownMS: rv.ShownMS, edited: rv.UpdatedArguments != nil,
@@ -526,6 +557,7 @@ func (m *Model) onDecided(msg decidedMsg) tea.Cmd {
 	if len(m.history) > historyMax {
 		m.history = m.history[len(m.history)-historyMax:]
 	}
+	cmd := m.countShape(it, rv, reply)
 	if rv.Action == airlock.ActionApprove && !reply.Canary {
 		args := it.p.Call.Arguments
 		if rv.UpdatedArguments != nil {
@@ -537,7 +569,7 @@ func (m *Model) onDecided(msg decidedMsg) tea.Cmd {
 		m.lastApproved[it.p.Call.Agent+"\x00"+it.p.Call.Tool] = args
 	}
 	m.detCache = detailCache{}
-	return nil
+	return cmd
 }
 
 // DecisionsToday is the number of verdicts this reviewer had accepted today.
@@ -569,9 +601,27 @@ func (m *Model) approvedByMe(p *airlock.Pending) bool {
 // telemetry summarises this reviewer's session: decisions, approval rate,
 // median time on screen before deciding, attention checks caught.
 func (m *Model) telemetry() string {
-	n := len(m.history)
+	n, rate, median := m.stats()
 	if n == 0 {
 		return "no decisions yet"
+	}
+	noun := "decisions"
+	if n == 1 {
+		noun = "decision"
+	}
+	s := fmt.Sprintf("%d %s · %d%% approved · median %.1f s on screen", n, noun, rate, median.Seconds())
+	if c := m.checksCaught + m.checksMissed; c > 0 {
+		s += fmt.Sprintf(" · attention checks caught %d/%d", m.checksCaught, c)
+	}
+	return s
+}
+
+// stats returns this reviewer's decisions, approval rate in percent and
+// median time on screen before deciding.
+func (m *Model) stats() (n, rate int, median time.Duration) {
+	n = len(m.history)
+	if n == 0 {
+		return 0, 0, 0
 	}
 	approved := 0
 	shown := make([]int64, 0, n)
@@ -582,15 +632,7 @@ func (m *Model) telemetry() string {
 		shown = append(shown, h.shownMS)
 	}
 	slices.Sort(shown)
-	noun := "decisions"
-	if n == 1 {
-		noun = "decision"
-	}
-	s := fmt.Sprintf("%d %s · %d%% approved · median %.1f s on screen", n, noun, approved*100/n, float64(shown[n/2])/1000)
-	if c := m.checksCaught + m.checksMissed; c > 0 {
-		s += fmt.Sprintf(" · attention checks caught %d/%d", m.checksCaught, c)
-	}
-	return s
+	return n, approved * 100 / n, time.Duration(shown[n/2]) * time.Millisecond
 }
 
 // approvalsPerMinute counts this reviewer's approval decisions in the last minute.

@@ -40,3 +40,26 @@ type Event struct {
 	Connected bool
 	Err       string
 }
+
+// AdminBackend is what the Grants view and rule suggestions need besides
+// Backend. It is optional: a Backend that does not implement it gets a
+// console where grants can still be created with an approval (that is part
+// of the Review), but not listed, revoked or replayed.
+type AdminBackend interface {
+	// Grants lists the live grants.
+	Grants(ctx context.Context) ([]airlock.Grant, error)
+	// RevokeGrant ends a grant at once, in the reviewer's name.
+	RevokeGrant(ctx context.Context, id, reviewer string) error
+	// Replay runs a proposed CEL constraint over an agent's past calls of a
+	// tool in the audit log and counts what it would have decided.
+	Replay(ctx context.Context, agent, tool, when string) (ReplaySummary, error)
+}
+
+// ReplaySummary is how a proposed rule would have decided past calls.
+type ReplaySummary struct {
+	Replayed        int      // past calls looked at
+	Matched         int      // the rule would have decided them
+	MatchedApproved int      // of those, reviewers or policy approved
+	MatchedDenied   int      // of those, were denied: the rule is too wide
+	Examples        []string // ids of denied calls it would have let through
+}

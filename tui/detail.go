@@ -35,6 +35,10 @@ func (m *Model) viewDetail(w, h int) []string {
 	if m.mode == modeEdit {
 		return strings.Split(m.editor.View(), "\n")
 	}
+	if m.mode == modeGrant && m.gform != nil {
+		lines := m.grantFormLines(w)
+		return lines[:min(len(lines), max(h, 1))]
+	}
 	r := m.selected()
 	if r == nil {
 		return nil

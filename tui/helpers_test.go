@@ -23,6 +23,54 @@ type fakeBackend struct {
 	reply   func(airlock.Review) (airlock.ReviewReply, error)
 	recent  map[string][]airlock.DecisionRecord
 	events  chan Event
+
+	// The admin side (AdminBackend): grants and rule replays.
+	grants    []airlock.Grant
+	grantsErr error
+	revoked   []string // "id by reviewer"
+	replays   []replayCall
+	replayRes ReplaySummary
+	replayErr error
+}
+
+type replayCall struct{ agent, tool, when string }
+
+func (f *fakeBackend) Grants(context.Context) ([]airlock.Grant, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]airlock.Grant(nil), f.grants...), f.grantsErr
+}
+
+func (f *fakeBackend) RevokeGrant(_ context.Context, id, reviewer string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, g := range f.grants {
+		if g.ID == id {
+			f.grants = append(f.grants[:i:i], f.grants[i+1:]...)
+			f.revoked = append(f.revoked, id+" by "+reviewer)
+			return nil
+		}
+	}
+	return fmt.Errorf("no grant %s", id)
+}
+
+func (f *fakeBackend) Replay(_ context.Context, agent, tool, when string) (ReplaySummary, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.replays = append(f.replays, replayCall{agent, tool, when})
+	return f.replayRes, f.replayErr
+}
+
+func (f *fakeBackend) revokes() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.revoked...)
+}
+
+func (f *fakeBackend) replayed() []replayCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]replayCall(nil), f.replays...)
 }
 
 func (f *fakeBackend) Events(ctx context.Context) <-chan Event {
@@ -156,6 +204,10 @@ func keyMsg(k string) tea.KeyPressMsg {
 		return tea.KeyPressMsg{Code: tea.KeyEscape}
 	case "tab":
 		return tea.KeyPressMsg{Code: tea.KeyTab}
+	case "shift+tab":
+		return tea.KeyPressMsg{Code: tea.KeyTab, Mod: tea.ModShift}
+	case "backspace":
+		return tea.KeyPressMsg{Code: tea.KeyBackspace}
 	case "down":
 		return tea.KeyPressMsg{Code: tea.KeyDown}
 	case "up":

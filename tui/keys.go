@@ -9,7 +9,10 @@ type KeyMap struct {
 	Focus, Back                             key.Binding
 	Approve, Deny, Edit, EditExternal       key.Binding
 	Split, Diff, Expand                     key.Binding
-	Filter, NextTab, PrevTab, Help, Quit    key.Binding
+	// Grant approves the call and grants similar ones for a while; Revoke
+	// (in the Grants view) ends the selected grant.
+	Grant, Revoke                        key.Binding
+	Filter, NextTab, PrevTab, Help, Quit key.Binding
 }
 
 // DefaultKeyMap returns the console's standard keys.
@@ -28,6 +31,8 @@ func DefaultKeyMap() KeyMap {
 		Edit:         key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "approve with edits")),
 		EditExternal: key.NewBinding(key.WithKeys("E"), key.WithHelp("E", "edit in $EDITOR")),
 		Split:        key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "split member out of batch")),
+		Grant:        key.NewBinding(key.WithKeys("A"), key.WithHelp("A", "approve similar for N minutes (grant)")),
+		Revoke:       key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "revoke grant (Grants view)")),
 		Diff:         key.NewBinding(key.WithKeys("v", "D"), key.WithHelp("v/D", "full / diff view")),
 		Expand:       key.NewBinding(key.WithKeys("x"), key.WithHelp("x", "expand long values")),
 		Filter:       key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter (agent:, tool:, text)")),
@@ -47,7 +52,7 @@ func (k KeyMap) ShortHelp() []key.Binding {
 func (k KeyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{k.Up, k.Down, k.Top, k.Bottom, k.PageUp, k.PageDown},
-		{k.Approve, k.Deny, k.Edit, k.EditExternal, k.Split},
+		{k.Approve, k.Deny, k.Edit, k.EditExternal, k.Split, k.Grant, k.Revoke},
 		{k.Focus, k.Back, k.Diff, k.Expand, k.Filter},
 		{k.NextTab, k.PrevTab, k.Help, k.Quit},
 	}

@@ -52,6 +52,10 @@ type Options struct {
 	EditExternal func(ctx context.Context, doc []byte) ([]byte, error)
 	// Logger receives diagnostics (never the screen). Default: discard.
 	Logger *slog.Logger
+	// SuggestAfter is how many calls of one shape (agent, tool, argument
+	// shape) this reviewer approves, and none denied, before the console
+	// proposes a policy rule for them (default 5; negative: never).
+	SuggestAfter int
 }
 
 // Review defaults, as in the policy reference.
@@ -73,6 +77,12 @@ const (
 	// inlineEditMax bounds the inline editor (bubbles' textarea slows down
 	// on long lines); larger arguments are edited with E in $EDITOR.
 	inlineEditMax = 8 << 10
+
+	defaultSuggestAfter = 5
+	defaultGrantFor     = "15m"
+	grantsRefresh       = 5 * time.Second // the Grants view refetches this often while shown
+	adminWait           = 10 * time.Second
+	replayWait          = 30 * time.Second
 )
 
 type tab int
@@ -81,10 +91,11 @@ const (
 	tabQueue tab = iota
 	tabFeed
 	tabHistory
+	tabGrants
 	tabHelp
 )
 
-var tabNames = []string{"Queue", "Feed", "History", "Help"}
+var tabNames = []string{"Queue", "Feed", "History", "Grants", "Help"}
 
 type mode int
 
@@ -96,6 +107,8 @@ const (
 	modeEdit             // editing arguments inline
 	modeEditConfirm      // looking at the diff of an edit, y to approve
 	modeFilter           // typing a filter
+	modeGrant            // filling in a grant (constraint, duration, uses)
+	modeRevoke           // y to revoke the selected grant
 )
 
 // Messages.
@@ -132,6 +145,7 @@ type action struct {
 	expectAl string         // typed confirmation: the sanitised form, also accepted
 	label    string         // typed confirmation: what to type
 	shownMS  int64
+	grant    *airlock.GrantRequest // approve similar calls for a while
 }
 
 type feedEntry struct {
@@ -201,6 +215,17 @@ type Model struct {
 	act    *action
 	input  textinput.Model
 	editor textarea.Model
+	gform  *grantForm
+
+	// Grants view and rule suggestions.
+	grants      []airlock.Grant
+	grantsErr   string
+	grantsAt    time.Time // last fetch (zero: never)
+	grantsBusy  bool
+	gsel        int
+	revokeID    string
+	shapes      map[string]*shapeStat
+	suggestions []*suggestion
 
 	// Status.
 	connected bool
@@ -255,6 +280,7 @@ func New(b Backend, opts Options) *Model {
 		split:        map[string]bool{},
 		recent:       map[string]*recentState{},
 		lastApproved: map[string]map[string]any{},
+		shapes:       map[string]*shapeStat{},
 		rowCache:     map[rowCacheKey]string{},
 		after: func(d time.Duration, msg tea.Msg) tea.Cmd {
 			return tea.Tick(d, func(time.Time) tea.Msg { return msg })
@@ -394,6 +420,14 @@ func (m *Model) update(msg tea.Msg) tea.Cmd {
 		return nil
 	case editedMsg:
 		return m.onEdited(msg)
+	case grantsMsg:
+		m.onGrants(msg)
+		return nil
+	case revokedMsg:
+		return m.onRevoked(msg)
+	case replayMsg:
+		m.onReplay(msg)
+		return nil
 	case tea.PasteMsg:
 		return m.onPaste(msg)
 	case tea.KeyPressMsg:
@@ -423,7 +457,11 @@ func (m *Model) onTick() tea.Cmd {
 	if m.quit {
 		return nil
 	}
-	return m.after(tickInterval, tickMsg{})
+	var cmd tea.Cmd
+	if m.tab == tabGrants && !m.grantsBusy && m.now.Sub(m.grantsAt) >= grantsRefresh {
+		cmd = m.fetchGrants()
+	}
+	return tea.Batch(cmd, m.after(tickInterval, tickMsg{}))
 }
 
 // setStatus shows a one-line message under the panes.
@@ -433,6 +471,8 @@ func (m *Model) setStatus(s string, isErr bool) {
 
 func (m *Model) onPaste(msg tea.PasteMsg) tea.Cmd {
 	switch m.mode {
+	case modeGrant:
+		return m.gform.update(msg)
 	case modeDeny, modeTyped, modeFilter:
 		var cmd tea.Cmd
 		m.input, cmd = m.input.Update(msg)
@@ -467,18 +507,17 @@ func (m *Model) onKey(msg tea.KeyPressMsg) tea.Cmd {
 		m.quit = true
 		return tea.Quit
 	case key.Matches(msg, k.NextTab):
-		m.setTab((m.tab + 1) % tab(len(tabNames)))
-		return nil
+		return m.setTab((m.tab + 1) % tab(len(tabNames)))
 	case key.Matches(msg, k.PrevTab):
-		m.setTab((m.tab + tab(len(tabNames)) - 1) % tab(len(tabNames)))
-		return nil
+		return m.setTab((m.tab + tab(len(tabNames)) - 1) % tab(len(tabNames)))
 	case key.Matches(msg, k.Help):
 		if m.tab == tabHelp {
-			m.setTab(tabQueue)
-		} else {
-			m.setTab(tabHelp)
+			return m.setTab(tabQueue)
 		}
-		return nil
+		return m.setTab(tabHelp)
+	}
+	if m.tab == tabGrants {
+		return m.onGrantsKey(msg)
 	}
 	if m.tab != tabQueue {
 		if key.Matches(msg, k.Back) {
@@ -539,17 +578,23 @@ func (m *Model) onKey(msg tea.KeyPressMsg) tea.Cmd {
 		return m.editKey(true)
 	case key.Matches(msg, k.Split):
 		return m.splitKey()
+	case key.Matches(msg, k.Grant):
+		return m.grantKey()
 	}
 	return nil
 }
 
 // setTab switches views. Coming back to the queue counts as the selected
 // call appearing again: the grace period and the dwell start over.
-func (m *Model) setTab(t tab) {
+func (m *Model) setTab(t tab) tea.Cmd {
 	if t == tabQueue && m.tab != tabQueue {
 		m.shownAt = m.now
 	}
 	m.tab = t
+	if t == tabGrants && !m.grantsBusy {
+		return m.fetchGrants()
+	}
+	return nil
 }
 
 // move moves the selection (or, with the detail pane focused, scrolls it or

@@ -111,6 +111,7 @@ func TestEscNeverApproves(t *testing.T) {
 		{"typed-confirm", 95, []string{"a", "u", "s"}, modeTyped},
 		{"inline-editor", 10, []string{"e"}, modeEdit},
 		{"filter", 10, []string{"/", "b"}, modeFilter},
+		{"grant-form", 10, []string{"A", "tab", "1"}, modeGrant},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,10 +2,12 @@ package tui
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
@@ -66,6 +68,8 @@ func (m *Model) render() string {
 		lines = append(lines, m.viewFeed(w, body)...)
 	case tabHistory:
 		lines = append(lines, m.viewHistory(w, body)...)
+	case tabGrants:
+		lines = append(lines, m.viewGrants(w, body)...)
 	case tabHelp:
 		lines = append(lines, m.viewHelp(w, body)...)
 	}
@@ -280,6 +284,13 @@ func (m *Model) viewMessage(w int) string {
 		return st.Info.Render("editing the arguments: ctrl+s to review the change · Esc cancels")
 	case modeEditConfirm:
 		return st.Warn.Render("approve with these edits? y approves · n or Esc discards")
+	case modeGrant:
+		if m.statusErr && m.status != "" {
+			return st.Error.Render(m.status)
+		}
+		return st.Info.Render("grant: tab next field · enter approves and creates the grant · Esc cancels")
+	case modeRevoke:
+		return st.Warn.Render("revoke grant " + sanitize.Line(m.revokeID) + " at once? y revokes · n or Esc keeps it")
 	}
 	if m.notice != "" {
 		return st.Notice.Render(m.notice)
@@ -291,7 +302,15 @@ func (m *Model) viewMessage(w int) string {
 		return st.Info.Render(m.status)
 	}
 	m.help.SetWidth(w)
-	return m.help.ShortHelpView(m.keys.ShortHelp())
+	short := m.keys.ShortHelp()
+	switch {
+	case m.tab == tabGrants:
+		short = []key.Binding{m.keys.Up, m.keys.Down, m.keys.Revoke, m.keys.NextTab, m.keys.Help, m.keys.Quit}
+	case m.tab == tabQueue && m.grantable(m.selected()):
+		// Offered only where a grant may be made: never on a high-risk call.
+		short = slices.Insert(short, 2, m.keys.Grant)
+	}
+	return m.help.ShortHelpView(short)
 }
 
 func (m *Model) viewStatus(w int) string {
@@ -312,6 +331,18 @@ func (m *Model) viewStatus(w int) string {
 	left := fmt.Sprintf("%s │ reviewer %s │ %d pending │ %d today │ %d/min",
 		conn, sanitize.Line(m.opts.Reviewer), len(m.items), m.DecisionsToday(), m.approvalsPerMinute())
 	right := "? help"
+	// Telemetry when it fits: approval rate and median time on screen.
+	if n, rate, median := m.stats(); n > 0 {
+		for _, extra := range []string{
+			fmt.Sprintf(" │ %d%% approved │ median %.1f s", rate, median.Seconds()),
+			fmt.Sprintf(" │ %d%% ok", rate),
+		} {
+			if ansi.StringWidth(left)+ansi.StringWidth(extra)+len(right)+1 <= w {
+				left += extra
+				break
+			}
+		}
+	}
 	gap := w - ansi.StringWidth(left) - len(right)
 	if gap < 1 {
 		return st.StatusBar.Render(pad(left, w))
@@ -399,6 +430,7 @@ func (m *Model) viewHelp(w, h int) []string {
 		fmt.Sprintf("• high-risk calls: %s on screen, then a, then y", m.dwell()),
 		fmt.Sprintf("• critical calls (risk ≥ %d): type the field asked for", m.confirmRisk()),
 		fmt.Sprintf("• at most %d approvals a minute; a batch (×N) counts once", m.maxApprovals()),
+		fmt.Sprintf("• grants (A): routine calls only (risk < %d), %s at most; r revokes", m.batchMaxRisk(), shortDur(m.grantMaxTTL())),
 		"• agent text is shown with visible escapes (␛, ⟨U+202E⟩), never obeyed",
 	} {
 		out = append(out, st.Muted.Render(s))
@@ -407,4 +439,16 @@ func (m *Model) viewHelp(w, h int) []string {
 		out = out[:h]
 	}
 	return out
+}
+
+// shortDur writes 1h0m0s as 1h and 15m0s as 15m.
+func shortDur(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
