@@ -609,7 +609,7 @@ func (a *analysis) exfiltration() {
 		if l.isNum || recipientKeys[l.key] || urlKeys[l.key] || l.key == "from" || len(l.s) < 6 {
 			continue
 		}
-		s := l.s
+		s := cutUTF8(l.s, 64<<10) // records show in the first 64 KiB if anywhere
 		if strings.Contains(s, "%40") || strings.Contains(s, "%2C") || strings.Contains(s, "%0A") {
 			if u, err := url.QueryUnescape(strings.ReplaceAll(s, "+", " ")); err == nil {
 				s = u

@@ -64,7 +64,7 @@ func injectionCheck(s string) (float64, string) {
 	discount := func(loc []int, in string) float64 {
 		if !metaDone {
 			metaDone = true
-			meta = reMetaWords.MatchString(reURLorMail.ReplaceAllString(n(), " "))
+			meta = reMetaWords.MatchString(reURLorMail.ReplaceAllString(cutUTF8(n(), 16<<10), " "))
 		}
 		q := quoted(loc, in)
 		if q && meta {
