@@ -127,6 +127,9 @@ func (b *Bwrap) Run(ctx context.Context, spec Spec) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if s.Network != NetworkOff {
+		return Result{}, fmt.Errorf("%w: the bwrap backend supports network off only (allowlist mode: use native)", ErrRefused)
+	}
 	dir, err := helperDir()
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: %w", ErrRefused, err)

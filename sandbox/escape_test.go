@@ -10,6 +10,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -318,11 +321,15 @@ var escapeCases = []escapeCase{
 			t.Errorf("host control socket accepted %d connections, want 0", n.Load())
 		}
 	}},
-	{6, "network-allowlist-refused", func(t *testing.T, r Runner) {
-		_, err := r.Run(context.Background(), Spec{Argv: []string{"/bin/true"}, Network: NetworkAllowlist, Allow: []string{"example.com"}})
-		if !errors.Is(err, ErrRefused) {
-			t.Errorf("allowlist mode: got %v, want ErrRefused (not implemented: must refuse, never run with network)", err)
+	{6, "network-allowlist", func(t *testing.T, r Runner) {
+		if r.Name() != "native" {
+			_, err := r.Run(context.Background(), Spec{Argv: []string{"/bin/true"}, Network: NetworkAllowlist, Allow: []string{"example.com"}})
+			if !errors.Is(err, ErrRefused) {
+				t.Errorf("allowlist mode on %s: got %v, want ErrRefused", r.Name(), err)
+			}
+			return
 		}
+		allowlistEscape(t)
 	}},
 	{7, "secrets", func(t *testing.T, r Runner) {
 		marker := fmt.Sprintf("airlock-secret-%d", time.Now().UnixNano())
@@ -737,5 +744,137 @@ func watchRunUIDs(stop <-chan struct{}) map[int]string {
 			return out
 		case <-time.After(2 * time.Millisecond):
 		}
+	}
+}
+
+// allowlistEscape is program #6 against the native backend: a local HTTP
+// server stands in for the internet ("allowed.test" and its subdomains
+// resolve to it, "internal.allowed.test" to 10.0.0.1; only 127.0.0.1 counts
+// as public for the proxy).
+func allowlistEscape(t *testing.T) {
+	var hits atomic.Int64
+	var hostsMu sync.Mutex
+	var hosts []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		hostsMu.Lock()
+		hosts = append(hosts, r.Host)
+		hostsMu.Unlock()
+		fmt.Fprint(w, "hello")
+	}))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	local := netip.MustParseAddr("127.0.0.1")
+	n, err := NewNative(withProxyHooks(proxyHooks{
+		resolve: func(_ context.Context, host string) ([]netip.Addr, error) {
+			switch {
+			case host == "internal.allowed.test" || host == "internal.test":
+				return []netip.Addr{netip.MustParseAddr("10.0.0.1")}, nil
+			case host == "mixed.allowed.test":
+				return []netip.Addr{local, netip.MustParseAddr("169.254.169.254")}, nil
+			case host == "allowed.test" || strings.HasSuffix(host, ".allowed.test") || host == "denied.test":
+				return []netip.Addr{local}, nil
+			}
+			return nil, errors.New("no such host")
+		},
+		permit: func(a netip.Addr) bool { return a == local },
+	}))
+	if err != nil {
+		testenv.Missing(t, "native: %v", err)
+	}
+	script := `
+import socket, urllib.request, urllib.error
+P = ` + port + `
+def get(url):
+    try:
+        return urllib.request.urlopen(url, timeout=5).read().decode()
+    except urllib.error.HTTPError as e:
+        return "HTTP %d" % e.code
+    except Exception as e:
+        return "ERR " + type(e).__name__
+def raw(req):
+    s = socket.create_connection(("127.0.0.1", 3128), timeout=5)
+    s.sendall(req.encode())
+    return s.recv(200).split(b"\r\n")[0].decode()
+print("allowed", get("http://allowed.test:%d/x" % P))
+print("subdomain", get("http://a.allowed.test:%d/x" % P))
+print("normalized", get("http://ALLOWED.test.:%d/x" % P))
+print("denied", get("http://denied.test:%d/x" % P))
+print("ip-literal", get("http://127.0.0.1:%d/x" % P))
+print("metadata", get("http://169.254.169.254/latest/meta-data/"))
+print("internal", get("http://internal.allowed.test:%d/" % P))
+print("mixed", get("http://mixed.allowed.test:%d/" % P))
+print("other-port", get("http://allowed.test:1/"))
+print("connect-denied", raw("CONNECT denied.test:443 HTTP/1.1\r\nHost: denied.test:443\r\n\r\n"))
+print("host-mismatch", raw("GET http://allowed.test:%d/ HTTP/1.1\r\nHost: denied.test\r\n\r\n" % P))
+print("origin-form", raw("GET / HTTP/1.1\r\nHost: allowed.test:%d\r\n\r\n" % P))
+for addr in [("1.1.1.1", 443), ("127.0.0.1", P), ("127.0.0.1", 22), ("10.0.0.1", 80)]:
+    try:
+        socket.create_connection(addr, timeout=2)
+        print("direct", addr[1], "CONNECTED")
+    except Exception as e:
+        print("direct", addr[1], type(e).__name__)
+try:
+    socket.socket().bind(("127.0.0.1", 8080))
+    print("bind", "OK")
+except Exception as e:
+    print("bind", type(e).__name__)
+`
+	res := runT(t, n, Spec{Lang: "python", Source: script, Network: NetworkAllowlist,
+		Allow: []string{"allowed.test:" + port, "*.allowed.test:" + port}})
+	if res.ExitCode != 0 {
+		t.Fatalf("exit %d: %s", res.ExitCode, res.Stderr)
+	}
+	want := map[string]string{
+		"allowed": "hello", "subdomain": "hello", "normalized": "hello",
+		"denied": "HTTP 403", "ip-literal": "HTTP 403", "metadata": "HTTP 403",
+		"internal": "HTTP 403", "mixed": "HTTP 403", "other-port": "HTTP 403",
+		// An absolute-form target overrides the Host header (RFC 9112
+		// 3.2.2): the proxy checks, dials and forwards the URL's host only.
+		"connect-denied": "HTTP/1.1 403 Forbidden", "host-mismatch": "HTTP/1.1 200 OK",
+		"origin-form": "HTTP/1.1 403 Forbidden", "bind": "PermissionError",
+	}
+	got := map[string]string{}
+	for l := range strings.Lines(string(res.Stdout)) {
+		k, v, _ := strings.Cut(strings.TrimSpace(l), " ")
+		if k == "direct" {
+			if strings.Contains(v, "CONNECTED") {
+				t.Errorf("BREACH: direct connection %s", v)
+			}
+			continue
+		}
+		got[k] = v
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: got %q, want %q", k, got[k], v)
+		}
+	}
+	if h := hits.Load(); h != 4 {
+		t.Errorf("the stand-in internet served %d requests, want 4 (the allowed ones)", h)
+	}
+	hostsMu.Lock()
+	for _, h := range hosts {
+		if n := normHost(hostOnly(h)); n != "allowed.test" && n != "a.allowed.test" {
+			t.Errorf("upstream saw Host %q", h)
+		}
+	}
+	hostsMu.Unlock()
+	if !strings.Contains(res.Isolation["proxy"], "denied 8") {
+		t.Errorf("proxy record %q, want 8 denials logged", res.Isolation["proxy"])
+	}
+	// "*" allows any name, never IP literals or forbidden addresses.
+	star := `
+import urllib.request, urllib.error
+P = ` + port + `
+for u in ["http://allowed.test:%d/" % P, "http://169.254.169.254:%d/" % P, "http://internal.test:%d/" % P, "http://[fd00::1]:%d/" % P]:
+    try:
+        print(urllib.request.urlopen(u, timeout=5).read().decode())
+    except urllib.error.HTTPError as e:
+        print("HTTP %d" % e.code)
+`
+	res = runT(t, n, Spec{Lang: "python", Source: star, Network: NetworkAllowlist, Allow: []string{"*:" + port}})
+	if got, want := string(res.Stdout), "hello\nHTTP 403\nHTTP 403\nHTTP 403\n"; got != want {
+		t.Errorf("star allow-list: got %q, want %q (stderr %s)", got, want, res.Stderr)
 	}
 }

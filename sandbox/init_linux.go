@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -57,6 +58,10 @@ type childConfig struct {
 	Hostname        string
 	LandlockMin     int
 	AllowInet       bool
+	// ProxySocket (host path) is the allowlist proxy's Unix socket, bound at
+	// /run/airlock/proxy.sock; RelayPort is the in-sandbox relay's port.
+	ProxySocket string
+	RelayPort   int
 	// Seccomp is the assembled filter (the host assembles it once).
 	Seccomp []bpf.RawInstruction
 }
@@ -236,6 +241,11 @@ func buildRoot(c childConfig) error {
 		opts := fmt.Sprintf("size=%d,nr_inodes=65536,mode=0755,uid=%d,gid=%d", c.TmpSize, sandboxUID, sandboxUID)
 		if err := unix.Mount("tmpfs", ws, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 			return must(err, "workspace tmpfs")
+		}
+	}
+	if c.ProxySocket != "" {
+		if err := bindMount(host(c.ProxySocket), filepath.Join(nr, proxySocketPath), false); err != nil {
+			return err
 		}
 	}
 	for i, b := range c.Binds {
@@ -431,6 +441,15 @@ func buildDev(nr string, host func(string) string, shmOpts string) error {
 // finishAndExec applies C7–C13 on the locked thread and execs the target.
 // asRoot: we are namespace-root and must drop to sandboxUID ourselves.
 func finishAndExec(c childConfig, asRoot bool) error {
+	// Allowlist mode: lo up and the relay's listener, while we still hold
+	// CAP_NET_ADMIN and before Landlock forbids binding.
+	var relay net.Listener
+	if asRoot && c.RelayPort > 0 {
+		var err error
+		if relay, err = startRelayListener(c.RelayPort); err != nil {
+			return err
+		}
+	}
 	// C13 prerequisites: resolve the program while we can still read.
 	path, err := lookPath(c.Argv[0], c.Env)
 	if err != nil {
@@ -504,6 +523,9 @@ func finishAndExec(c childConfig, asRoot bool) error {
 			ll.RW = append(ll.RW, b.Target)
 		}
 	}
+	if c.RelayPort > 0 {
+		ll.ConnectTCP = []uint16{uint16(c.RelayPort)}
+	}
 	if _, err := applyLandlock(ll, c.LandlockMin); err != nil {
 		return err
 	}
@@ -518,7 +540,54 @@ func finishAndExec(c childConfig, asRoot bool) error {
 		// bwrap's own init is pid 1: exec the program directly.
 		return fmt.Errorf("sandbox: exec %s: %w", path, syscall.Exec(path, c.Argv, c.Env))
 	}
-	return reap(path, c)
+	return reap(path, c, relay)
+}
+
+// proxySocketPath is where the allowlist proxy's socket appears inside.
+const proxySocketPath = "/run/airlock/proxy.sock"
+
+// startRelayListener brings lo up and listens on 127.0.0.1:port.
+func startRelayListener(port int) (net.Listener, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: lo: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: lo: %w", err)
+	}
+	ifr.SetUint16(unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return nil, fmt.Errorf("sandbox: lo up: %w", err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: relay listen: %w", err)
+	}
+	return ln, nil
+}
+
+// relay forwards every connection on ln to the host proxy's socket.
+func relay(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			up, err := net.Dial("unix", proxySocketPath)
+			if err != nil {
+				return
+			}
+			defer up.Close()
+			done := make(chan struct{}, 2)
+			go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+			go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+			<-done
+		}()
+	}
 }
 
 // reap is pid 1 of a native sandbox (C12): it starts the program as its
@@ -527,7 +596,7 @@ func finishAndExec(c childConfig, asRoot bool) error {
 // therefore has ordinary signal semantics (SIGXCPU, SIGTERM), and pid 1 is
 // non-dumpable: no same-uid ptrace, /proc/1/mem or /proc/1/exe. It runs
 // under the same Landlock domain, seccomp filter and uid as the program.
-func reap(path string, c childConfig) error {
+func reap(path string, c childConfig, ln net.Listener) error {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("sandbox: dumpable: %w", err)
 	}
@@ -543,6 +612,9 @@ func reap(path string, c childConfig) error {
 	// Started: the host sees EOF on the error pipe.
 	unix.Close(fdErr)
 	unix.Close(0)
+	if ln != nil {
+		go relay(ln)
+	}
 	for {
 		var ws syscall.WaitStatus
 		wpid, err := syscall.Wait4(-1, &ws, 0, nil)

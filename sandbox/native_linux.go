@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,6 +45,7 @@ type Native struct {
 	drain       time.Duration
 	landlockMin int
 	warm        bool // use the pool of helpers started ahead of their runs
+	proxyHooks  proxyHooks
 }
 
 // NativeOption configures a Native backend.
@@ -57,6 +59,13 @@ type nativeConfig struct {
 	// a helper that cannot enforce Landlock must refuse, not run).
 	landlockMin int
 	cold        bool
+	proxyHooks  proxyHooks
+}
+
+// withProxyHooks replaces DNS and the public-address check of the
+// allowlist proxy (tests: a local server stands in for the internet).
+func withProxyHooks(h proxyHooks) NativeOption {
+	return func(c *nativeConfig) { c.proxyHooks = h }
 }
 
 // WithoutWarmHelper makes every run start its helper from scratch instead of
@@ -109,7 +118,7 @@ func NewNative(opts ...NativeOption) (*Native, error) {
 	if len(caps.Missing) > 0 {
 		return nil, refusal("native", caps.Missing)
 	}
-	n := &Native{log: c.log.With("backend", "native"), caps: caps, drain: c.drain, landlockMin: c.landlockMin}
+	n := &Native{log: c.log.With("backend", "native"), caps: caps, drain: c.drain, landlockMin: c.landlockMin, proxyHooks: c.proxyHooks}
 	if !c.cold {
 		if _, err := stageBase(); err == nil {
 			n.warm = true
@@ -166,7 +175,9 @@ func normalize(s Spec) (normSpec, error) {
 	case "", NetworkOff:
 		s.Network = NetworkOff
 	case NetworkAllowlist:
-		return normSpec{}, fmt.Errorf("%w: network allowlist mode is not implemented by the native and bwrap backends", ErrRefused)
+		if _, err := parseAllow(s.Allow); err != nil {
+			return normSpec{}, fmt.Errorf("%w: %w", ErrRefused, err)
+		}
 	default:
 		return normSpec{}, fmt.Errorf("%w: unknown network mode %q", ErrRefused, s.Network)
 	}
@@ -239,10 +250,16 @@ func normalize(s Spec) (normSpec, error) {
 	return normSpec{Spec: s, env: env}, nil
 }
 
-// offFilter is the seccomp program for network-off runs, assembled once.
-var offFilter = sync.OnceValues(func() ([]bpf.RawInstruction, error) {
-	return seccompProgram(seccompOptions{})
-})
+// offFilter is the seccomp program for network-off runs, assembled once;
+// inetFilter adds AF_INET/AF_INET6 sockets (allowlist mode: the relay).
+var (
+	offFilter = sync.OnceValues(func() ([]bpf.RawInstruction, error) {
+		return seccompProgram(seccompOptions{})
+	})
+	inetFilter = sync.OnceValues(func() ([]bpf.RawInstruction, error) {
+		return seccompProgram(seccompOptions{AllowInet: true})
+	})
+)
 
 // childConfigFor is the helper's configuration for a normalized spec.
 func childConfigFor(s normSpec) (childConfig, error) {
@@ -333,6 +350,16 @@ func (n *Native) Run(ctx context.Context, spec Spec) (Result, error) {
 	if dr != nil {
 		cfg.Workspace, cfg.WorkspaceRW, cfg.StagedWorkspace = "dry-run copy", true, dr.copy
 	}
+	netDesc := "empty (lo down)"
+	var proxy *allowProxy
+	if s.Network == NetworkAllowlist {
+		if proxy, err = n.startProxy(staged, run.name, s, &cfg); err != nil {
+			h.proc.kill()
+			return Result{}, err
+		}
+		defer proxy.close()
+		netDesc = fmt.Sprintf("empty but lo: relay 127.0.0.1:%d -> host proxy (allow %s)", relayPort, strings.Join(s.Allow, ", "))
+	}
 	cfg.StatusFD = 6
 	iso := map[string]string{
 		"backend":      "native",
@@ -342,10 +369,10 @@ func (n *Native) Run(ctx context.Context, spec Spec) (Result, error) {
 		"uid":          strconv.Itoa(sandboxUID),
 		"pidns":        "yes (non-dumpable reaper is pid 1)",
 		"mountns":      "tmpfs root (ro), ro /usr, fresh /proc (masked), minimal /dev",
-		"netns":        "empty (lo down)",
+		"netns":        netDesc,
 		"ipcns":        "yes",
 		"utsns":        "yes",
-		"network":      NetworkOff,
+		"network":      s.Network,
 		"no_new_privs": "yes",
 		"caps":         "all dropped (bounding, ambient, effective)",
 	}
@@ -367,7 +394,50 @@ func (n *Native) Run(ctx context.Context, spec Spec) (Result, error) {
 		res.Changed = dr.changed()
 		res.Isolation["workspace"] = "dry run: scratch copy, original untouched"
 	}
+	if proxy != nil && res.Isolation != nil {
+		res.Isolation["proxy"] = fmt.Sprintf("allowed %d, denied %d", proxy.allowed.Load(), proxy.denied.Load())
+		res.Isolation["landlock"] = strings.Replace(res.Isolation["landlock"], "tcp bind/connect denied", fmt.Sprintf("tcp connect only to %d, bind denied", relayPort), 1)
+	}
 	return res, err
+}
+
+// startProxy serves the allow-list proxy on a Unix socket in the run's
+// staging directory and points the helper's config at it.
+func (n *Native) startProxy(st *staging, run string, s normSpec, cfg *childConfig) (*allowProxy, error) {
+	rules, err := parseAllow(s.Allow)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	if st.dir == "" {
+		if err := st.mkdir(run); err != nil {
+			return nil, err
+		}
+	}
+	sock := filepath.Join(st.dir, "proxy.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: proxy: %w", err)
+	}
+	if err := os.Chmod(sock, 0o666); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("sandbox: proxy: %w", err)
+	}
+	filter, err := inetFilter()
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	cfg.ProxySocket, cfg.RelayPort, cfg.Seccomp, cfg.AllowInet = sock, relayPort, filter, true
+	proxyURL := fmt.Sprintf("http://127.0.0.1:%d", relayPort)
+	vars := []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"}
+	cfg.Env = slices.DeleteFunc(cfg.Env, func(kv string) bool {
+		k, _, _ := strings.Cut(kv, "=")
+		return slices.Contains(vars, k) || k == "NO_PROXY" || k == "no_proxy" || k == "ALL_PROXY" || k == "all_proxy"
+	})
+	for _, k := range vars {
+		cfg.Env = append(cfg.Env, k+"="+proxyURL)
+	}
+	return newAllowProxy(rules, ln, n.proxyHooks, n.log.With("run", run)), nil
 }
 
 // stageRun stages a run's binds and, for a dry run, the scratch copy of

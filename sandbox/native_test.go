@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -163,7 +164,8 @@ func TestSpecValidation(t *testing.T) {
 		{"argv-and-lang", Spec{Argv: []string{"true"}, Lang: "python", Source: "1"}, false},
 		{"unknown-lang", Spec{Lang: "cobol", Source: "x"}, true},
 		{"unknown-network", Spec{Argv: []string{"true"}, Network: "host"}, true},
-		{"allowlist-not-implemented", Spec{Argv: []string{"true"}, Network: NetworkAllowlist, Allow: []string{"example.com"}}, true},
+		{"allowlist-empty", Spec{Argv: []string{"true"}, Network: NetworkAllowlist}, true},
+		{"allowlist-bad-entry", Spec{Argv: []string{"true"}, Network: NetworkAllowlist, Allow: []string{"ex*ample.com"}}, true},
 		{"reserved-bind", Spec{Argv: []string{"true"}, Binds: []Bind{{Source: "/tmp", Target: "/etc"}}}, false},
 		{"relative-bind", Spec{Argv: []string{"true"}, Binds: []Bind{{Source: "tmp", Target: "/x"}}}, false},
 		{"missing-workspace", Spec{Argv: []string{"true"}, Workspace: "/nonexistent/ws"}, false},
@@ -424,5 +426,56 @@ func TestDryRun(t *testing.T) {
 				t.Errorf("original link -> %q", l)
 			}
 		})
+	}
+}
+
+func TestAllowRules(t *testing.T) {
+	rules, err := parseAllow([]string{"Example.COM.", "*.pypi.org", "api.test:8443", "10.1.2.3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		host string
+		port int
+		want bool
+	}{
+		{"example.com", 443, true},
+		{"EXAMPLE.com.", 80, true},
+		{"example.com", 8080, false},
+		{"www.example.com", 443, false},
+		{"files.pypi.org", 443, true},
+		{"pypi.org", 443, false},
+		{"evilpypi.org", 443, false},
+		{"api.test", 8443, true},
+		{"api.test", 443, false},
+		{"10.1.2.3", 443, true},
+		{"10.1.2.4", 443, false},
+		{"[::1]", 443, false},
+	} {
+		if got := allowed(rules, c.host, c.port); got != c.want {
+			t.Errorf("allowed(%s:%d) = %v, want %v", c.host, c.port, got, c.want)
+		}
+	}
+	star, _ := parseAllow([]string{"*"})
+	if !allowed(star, "anything.example", 443) || allowed(star, "1.1.1.1", 443) {
+		t.Errorf("* must allow any name and no IP literal")
+	}
+	for _, bad := range [][]string{nil, {""}, {"ex*ample.com"}, {"a.*.com"}, {"host:0"}, {"host:x"}, {"http://host"}, {"**"}} {
+		if _, err := parseAllow(bad); err == nil {
+			t.Errorf("parseAllow(%q) accepted", bad)
+		}
+	}
+	for _, c := range []struct {
+		addr string
+		want bool
+	}{
+		{"1.1.1.1", true}, {"2606:4700::1111", true},
+		{"127.0.0.1", false}, {"10.0.0.1", false}, {"172.16.5.4", false}, {"192.168.1.1", false},
+		{"169.254.169.254", false}, {"100.64.0.1", false}, {"0.0.0.0", false}, {"::1", false},
+		{"fd00::1", false}, {"fe80::1", false}, {"::ffff:10.0.0.1", false}, {"224.0.0.1", false},
+	} {
+		if got := publicAddr(netip.MustParseAddr(c.addr)); got != c.want {
+			t.Errorf("publicAddr(%s) = %v, want %v", c.addr, got, c.want)
+		}
 	}
 }

@@ -35,7 +35,7 @@ var seccompAllow = []string{
 	"getpgrp", "getpid", "getppid", "getpriority", "getrandom", "getresgid",
 	"getresuid", "getrlimit", "get_robust_list", "getrusage", "getsid",
 	"getsockname", "getsockopt", "gettid", "gettimeofday", "getuid", "getxattr",
-	"inotify_add_watch", "inotify_init", "inotify_init1", "inotify_rm_watch",
+	"inotify_add_watch", "inotify_init", "inotify_init1", "inotify_rm_watch", "ioctl",
 	"io_cancel", "io_destroy", "io_getevents", "io_pgetevents", "ioprio_get",
 	"ioprio_set", "io_setup", "io_submit", "kill", "landlock_add_rule",
 	"landlock_create_ruleset", "landlock_restrict_self", "lchown", "lgetxattr",
@@ -126,7 +126,8 @@ const (
 // seccompProgram assembles the filter: a prologue that kills any syscall not
 // made through the x86_64 entry (int 0x80 i386 and the x32 bit: the known
 // deny-list bypass) and refuses TIOCSTI/TIOCLINUX on the masked 32-bit
-// ioctl cmd (CVE-2019-10063), followed by the allow-list.
+// ioctl cmd (CVE-2019-10063), followed by the allow-list (where ioctl is
+// otherwise allowed: isatty, FIONBIO, terminal sizes).
 func seccompProgram(o seccompOptions) ([]bpf.RawInstruction, error) {
 	pol := seccompPolicy(o)
 	body, err := pol.Assemble()
