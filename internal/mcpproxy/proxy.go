@@ -555,11 +555,13 @@ func (p *Proxy) callTool(ctx context.Context, name string, req *mcp.CallToolRequ
 		p.mu.Lock()
 		p.progress[up] = progressTarget{ss: req.Session, token: tok}
 		p.mu.Unlock()
-		defer func() {
+		// Notifications may be handled after the result arrives: keep the
+		// mapping a little longer than the call.
+		defer time.AfterFunc(2*time.Second, func() {
 			p.mu.Lock()
 			delete(p.progress, up)
 			p.mu.Unlock()
-		}()
+		})
 	}
 	res, err := p.up.CallTool(ctx, params)
 	if err != nil {
