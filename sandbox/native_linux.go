@@ -1039,7 +1039,13 @@ func (st *staging) tmpfs(run string, size int64, uid uint32, mode string) (strin
 var stageBase = sync.OnceValues(func() (string, error) {
 	base := "/run/airlock-sandbox-stage"
 	if err := os.MkdirAll(base, 0o755); err != nil {
-		return "", fmt.Errorf("sandbox: stage dir: %w", err)
+		base = filepath.Join(os.TempDir(), "airlock-sandbox-stage")
+		if err := os.MkdirAll(base, 0o755); err != nil {
+			return "", fmt.Errorf("sandbox: stage dir: %w", err)
+		}
+	}
+	if fi, err := os.Lstat(base); err != nil || !fi.IsDir() || fi.Sys().(*syscall.Stat_t).Uid != 0 || fi.Mode().Perm()&0o022 != 0 {
+		return "", fmt.Errorf("sandbox: stage dir %s must be a root-owned directory not writable by others", base)
 	}
 	if !isMountPoint(base) {
 		if err := unix.Mount(base, base, "", unix.MS_BIND, ""); err != nil {
