@@ -9,6 +9,7 @@
 package argdiff
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
@@ -66,8 +67,11 @@ var sensitiveKeys = map[string]bool{
 	"table": true, "bucket": true, "email": true, "authorization": true, "cookie": true, "scope": true,
 }
 
-// Diff returns the changes that turn base into next, in path order (object
-// keys sorted, array elements by index).
+// Diff returns the changes that turn base into next: object keys in sorted
+// order; array elements aligned by a longest common subsequence, so an
+// inserted recipient shows as one insertion, not a cascade of changes
+// (removals come first, by their old index; insertions and changes by their
+// new index).
 func Diff(base, next map[string]any) []Change {
 	var out []Change
 	diffMap(&out, "", base, next, 0)
@@ -128,18 +132,137 @@ func diffMap(out *[]Change, p string, a, b map[string]any, depth int) {
 	}
 }
 
+// maxAlignCells bounds the element alignment table of two arrays; larger
+// arrays are compared index by index.
+const maxAlignCells = 1 << 20
+
+// diffArray aligns the elements of a and b (longest common subsequence of
+// equal elements), pairs what is left between anchors as changes, and emits
+// removals first (highest base index first), then changes and insertions in
+// ascending index of b. Applied in that order, every path is valid when it is
+// applied, and the indices read naturally: removals name where the element
+// was, insertions and changes where it is now.
 func diffArray(out *[]Change, p string, a, b []any, depth int) {
-	n := min(len(a), len(b))
-	for i := range n {
-		diffValue(out, p+"["+strconv.Itoa(i)+"]", a[i], b[i], depth)
+	type step struct {
+		op   byte // '=', '-', '+'
+		i, j int
 	}
-	for i := n; i < len(b); i++ {
-		*out = append(*out, Change{Path: p + "[" + strconv.Itoa(i) + "]", Op: OpAdded, New: b[i]})
+	var steps []step
+	n, m := len(a), len(b)
+	if n*m > maxAlignCells || n == 0 || m == 0 {
+		k := min(n, m)
+		for x := range k {
+			steps = append(steps, step{'-', x, -1}, step{'+', -1, x})
+		}
+		for x := k; x < n; x++ {
+			steps = append(steps, step{'-', x, -1})
+		}
+		for x := k; x < m; x++ {
+			steps = append(steps, step{'+', -1, x})
+		}
+	} else {
+		ka, kb := make([]string, n), make([]string, m)
+		for i, v := range a {
+			ka[i] = elemKey(v)
+		}
+		for j, v := range b {
+			kb[j] = elemKey(v)
+		}
+		w := m + 1
+		t := make([]int32, (n+1)*w)
+		for i := n - 1; i >= 0; i-- {
+			for j := m - 1; j >= 0; j-- {
+				if ka[i] == kb[j] {
+					t[i*w+j] = t[(i+1)*w+j+1] + 1
+				} else {
+					t[i*w+j] = max(t[(i+1)*w+j], t[i*w+j+1])
+				}
+			}
+		}
+		i, j := 0, 0
+		for i < n && j < m {
+			switch {
+			case ka[i] == kb[j]:
+				steps = append(steps, step{'=', i, j})
+				i++
+				j++
+			case t[(i+1)*w+j] >= t[i*w+j+1]:
+				steps = append(steps, step{'-', i, -1})
+				i++
+			default:
+				steps = append(steps, step{'+', -1, j})
+				j++
+			}
+		}
+		for ; i < n; i++ {
+			steps = append(steps, step{'-', i, -1})
+		}
+		for ; j < m; j++ {
+			steps = append(steps, step{'+', -1, j})
+		}
 	}
-	// Removals from the end backwards, so applying them in order is safe.
-	for i := len(a) - 1; i >= n; i-- {
+	// Between anchors, pair removals with insertions as changes.
+	type later struct {
+		j, i int // i < 0: an insertion
+	}
+	var removals []int
+	var rest []later
+	for s := 0; s < len(steps); {
+		if steps[s].op == '=' {
+			s++
+			continue
+		}
+		var dels, ins []int
+		for s < len(steps) && steps[s].op != '=' {
+			if steps[s].op == '-' {
+				dels = append(dels, steps[s].i)
+			} else {
+				ins = append(ins, steps[s].j)
+			}
+			s++
+		}
+		k := min(len(dels), len(ins))
+		for x := range k {
+			rest = append(rest, later{ins[x], dels[x]})
+		}
+		removals = append(removals, dels[k:]...)
+		for _, j := range ins[k:] {
+			rest = append(rest, later{j, -1})
+		}
+	}
+	slices.Sort(removals)
+	for x := len(removals) - 1; x >= 0; x-- {
+		i := removals[x]
 		*out = append(*out, Change{Path: p + "[" + strconv.Itoa(i) + "]", Op: OpRemoved, Old: a[i]})
 	}
+	slices.SortFunc(rest, func(x, y later) int { return x.j - y.j })
+	for _, l := range rest {
+		ip := p + "[" + strconv.Itoa(l.j) + "]"
+		if l.i < 0 {
+			*out = append(*out, Change{Path: ip, Op: OpAdded, New: b[l.j]})
+		} else {
+			diffValue(out, ip, a[l.i], b[l.j], depth)
+		}
+	}
+}
+
+// elemKey is a canonical string of an array element for alignment.
+func elemKey(v any) string {
+	switch x := v.(type) {
+	case string:
+		return "s" + x
+	case float64:
+		return "n" + strconv.FormatFloat(x, 'g', -1, 64)
+	case bool:
+		return "b" + strconv.FormatBool(x)
+	case nil:
+		return "z"
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprintf("%p", &v) // unique: never equal
+	}
+	return "j" + string(b)
 }
 
 func equal(a, b any) bool {
@@ -250,8 +373,10 @@ func parsePath(p string) ([]segment, error) {
 // removed marks a value to delete while applying.
 type removedMarker struct{}
 
-// Apply returns a copy of base with the changes applied. Changes whose path
-// does not parse are skipped. Apply(base, Diff(base, next)) deep-equals next.
+// Apply returns a copy of base with the changes applied in order: "added" at
+// an array index inserts there, "removed" deletes and shifts, "changed" and
+// object keys set. Changes whose path does not parse are skipped.
+// Apply(base, Diff(base, next)) deep-equals next.
 func Apply(base map[string]any, changes []Change) map[string]any {
 	var root any = deepCopy(base, 0)
 	if root.(map[string]any) == nil {
@@ -279,6 +404,11 @@ func applyAt(node any, segs []segment, c Change) any {
 	if s.isIdx {
 		arr, _ := node.([]any)
 		switch {
+		case len(segs) == 1 && c.Op == OpAdded && s.index <= len(arr):
+			// Insert, shifting later elements.
+			arr = append(arr, nil)
+			copy(arr[s.index+1:], arr[s.index:])
+			arr[s.index] = deepCopy(c.New, 0)
 		case s.index < len(arr):
 			child := applyAt(arr[s.index], segs[1:], c)
 			if _, gone := child.(removedMarker); gone {

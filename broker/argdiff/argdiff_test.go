@@ -113,6 +113,28 @@ func TestPaths(t *testing.T) {
 	}
 }
 
+func TestArrayAlignment(t *testing.T) {
+	base := mustJSON(t, `{"to":["ann@acme.com","bo@acme.com","cy@acme.com"]}`)
+	next := mustJSON(t, `{"to":["eve@evil.example","ann@acme.com","cy@acme.com"]}`)
+	cs := Diff(base, next)
+	var got []string
+	for _, c := range cs {
+		got = append(got, c.Op+" "+c.Path)
+	}
+	// bo was replaced by nothing and eve inserted in front: not three "changed".
+	want := []string{"removed to[1]", "added to[0]"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if !reflect.DeepEqual(Apply(base, cs), next) {
+		t.Fatalf("Apply does not rebuild next")
+	}
+	out := Render(cs, 80)
+	if !strings.Contains(out, `! + to[0]  "eve@evil.example"`) {
+		t.Fatalf("got:\n%s\nwant the inserted recipient marked", out)
+	}
+}
+
 func TestLineDiff(t *testing.T) {
 	a := "one\ntwo\nthree\nfour\nfive"
 	b := "one\n2\nthree\nfour\nfive\nsix"
@@ -199,6 +221,13 @@ func mutate(r *rand.Rand, v any, depth int) any {
 		case 2:
 			for i := range a {
 				a[i] = mutate(r, a[i], depth+1)
+			}
+		case 3:
+			i := r.IntN(len(a) + 1)
+			a = append(a[:i], append([]any{randomValue(r, depth+1)}, a[i:]...)...)
+			if len(a) > 1 && r.IntN(2) == 0 {
+				j := r.IntN(len(a))
+				a = append(a[:j], a[j+1:]...)
 			}
 		}
 		return a
