@@ -333,3 +333,32 @@ func BenchmarkFlood(b *testing.B) {
 		b.ReportMetric(float64(len(l.windows)), "keys-held")
 	})
 }
+
+// BenchmarkKVCheck: one admitted call (Reserve, then Release) through the
+// JetStream KV store on an embedded server over loopback TCP: user budgets
+// (requests, tokens, cost, concurrency) and an org budget, so two keys and
+// a compare-and-set on each; with and without the store's cache of the last
+// entry (which saves the read before each write).
+func BenchmarkKVCheck(b *testing.B) {
+	limits := []policy.Limit{{Scope: "user", RequestsPerMinute: 1 << 40, TokensPerMinute: 1 << 50, CostPerHourUSD: 1e12, Concurrent: 1 << 30},
+		{Scope: "org", RequestsPerMinute: 1 << 40}}
+	s := runServer(b, b.TempDir())
+	kv := bucket(b, s, limits)
+	for _, cache := range []bool{true, false} {
+		b.Run("cache="+strconv.FormatBool(cache), func(b *testing.B) {
+			store := NewKVStore(kv)
+			store.noCache = !cache
+			l := New(limits, store)
+			c := &airlock.ToolCall{Agent: "bot", User: "alice", Org: "acme", InputTokens: 1200, OutputTokens: 300, CostUSD: 0.004}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				r, rl, err := l.Reserve(ctx, c)
+				if err != nil || rl != nil {
+					b.Fatalf("%v %+v", err, rl)
+				}
+				r.Release(ctx)
+			}
+		})
+	}
+}

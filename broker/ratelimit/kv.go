@@ -28,17 +28,19 @@ type KVStore struct {
 	l       *Limiter
 	retries int
 
-	mu    sync.Mutex
-	press map[ckey]*cell // last state seen of user and org keys, for Pressure
+	mu      sync.Mutex
+	press   map[ckey]*cell     // last state seen of user and org keys, for Pressure
+	entries map[string]kvEntry // last entry read or written per key, to skip a read
 
 	conflicts atomic.Int64 // lost compare-and-set races, retried
+	noCache   bool         // always read before writing (benchmarks)
 }
 
 // Conflicts returns how many compare-and-set races this store lost (and
 // retried) so far.
 func (s *KVStore) Conflicts() int64 { return s.conflicts.Load() }
 
-// maxPressCache bounds the cells KVStore remembers for Pressure.
+// maxPressCache bounds the cells (and the entries) KVStore remembers.
 const maxPressCache = 10000
 
 // maxKVScan bounds the entries an unfiltered Usage reads.
@@ -47,7 +49,7 @@ const maxKVScan = 10000
 // NewKVStore returns a store over kv. BucketConfig gives a suitable bucket
 // configuration.
 func NewKVStore(kv jetstream.KeyValue) *KVStore {
-	return &KVStore{kv: kv, retries: 200, press: map[ckey]*cell{}}
+	return &KVStore{kv: kv, retries: 200, press: map[ckey]*cell{}, entries: map[string]kvEntry{}}
 }
 
 // BucketConfig is the configuration of a rate-limit bucket for limits:
@@ -197,55 +199,110 @@ var ErrContention = errors.New("ratelimit: too much contention on a rate-limit k
 // update applies fn to the cell of key with compare-and-set, retrying lost
 // races. A missing key is created only when create is set. fn returns a
 // refusal (nothing is written) or whether to write.
+//
+// The first attempt starts from the entry this store last wrote or read (no
+// round trip for the read when it is still current); a stale one only costs
+// a lost race. A refusal is only ever given on a fresh read.
 func (s *KVStore) update(ctx context.Context, kp *kindPlan, key ckey, create bool, fn func(c *cell) (*airlock.RateLimit, bool)) (*airlock.RateLimit, error) {
 	name := kvKey(key)
+	useCache, backoff := !s.noCache, 0
 	for attempt := 0; attempt < s.retries; attempt++ {
-		if attempt > 0 {
-			backoff := time.Duration(rand.Int64N(int64(min(attempt, 20))*int64(time.Millisecond) + 1))
+		if backoff > 0 {
+			d := time.Duration(rand.Int64N(int64(min(backoff, 20))*int64(time.Millisecond) + 1))
 			select {
 			case <-ctx.Done():
 				return nil, ctx.Err()
-			case <-time.After(backoff):
+			case <-time.After(d):
 			}
 		}
 		var rev uint64
 		var c *cell
-		e, err := s.kv.Get(ctx, name)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-			if !create {
-				return nil, nil
+		fresh := false
+		if useCache {
+			useCache = false
+			if e, ok := s.cached(name); ok {
+				if cc, err := decodeCell(kp, e.val); err == nil {
+					c, rev = cc, e.rev
+				}
 			}
-			c = newCell(kp)
-		case err != nil:
-			return nil, fmt.Errorf("get %s: %w", name, err)
-		default:
-			rev = e.Revision()
-			if c, err = decodeCell(kp, e.Value()); err != nil {
-				return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if c == nil {
+			fresh = true
+			e, err := s.kv.Get(ctx, name)
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+				if !create {
+					return nil, nil
+				}
+				c = newCell(kp)
+			case err != nil:
+				return nil, fmt.Errorf("get %s: %w", name, err)
+			default:
+				rev = e.Revision()
+				if c, err = decodeCell(kp, e.Value()); err != nil {
+					return nil, fmt.Errorf("%s: %w", name, err)
+				}
+				s.cache(name, rev, e.Value())
 			}
 		}
 		rl, write := fn(c)
+		if rl != nil && !fresh {
+			continue // refuse only on what the bucket holds now
+		}
 		if rl != nil || !write {
 			s.remember(key, kp, c)
 			return rl, nil
 		}
 		val := encodeCell(kp, c)
+		var err error
 		if rev == 0 {
-			_, err = s.kv.Create(ctx, name, val)
+			rev, err = s.kv.Create(ctx, name, val)
 		} else {
-			_, err = s.kv.Update(ctx, name, val, rev)
+			rev, err = s.kv.Update(ctx, name, val, rev)
 		}
 		if err == nil {
+			s.cache(name, rev, val)
 			s.remember(key, kp, c)
 			return nil, nil
 		}
 		if !isConflict(err) {
+			s.uncache(name)
 			return nil, fmt.Errorf("update %s: %w", name, err)
 		}
 		s.conflicts.Add(1)
+		s.uncache(name)
+		if fresh {
+			backoff++
+		}
 	}
 	return nil, fmt.Errorf("%w %s (%d attempts)", ErrContention, name, s.retries)
+}
+
+type kvEntry struct {
+	rev uint64
+	val []byte
+}
+
+func (s *KVStore) cached(name string) (kvEntry, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[name]
+	return e, ok
+}
+
+func (s *KVStore) cache(name string, rev uint64, val []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.entries) >= maxPressCache {
+		clear(s.entries)
+	}
+	s.entries[name] = kvEntry{rev: rev, val: val}
+}
+
+func (s *KVStore) uncache(name string) {
+	s.mu.Lock()
+	delete(s.entries, name)
+	s.mu.Unlock()
 }
 
 func (s *KVStore) remember(key ckey, kp *kindPlan, c *cell) {
