@@ -288,6 +288,9 @@ func (a *analysis) addURL(t target, via string) {
 		out, why = a.outsideHost(t.host, false)
 	}
 	a.dests = append(a.dests, dest{kind: "url", value: t.raw, host: t.host, outside: out, reason: why, t: t, via: via})
+	if !out && t.host != "" && containsAny(strings.ToLower(t.path), "customer", "user", "member", "employee", "patient", "payroll", "export", "contacts", "accounts", "people") {
+		a.classes["sensitive_read"] = "fetch of " + clip(t.host+t.path, 60)
+	}
 	if t.host != "" {
 		a.values = append(a.values, novel{"host", t.host})
 	}
@@ -324,13 +327,18 @@ func expandHome(p string) string {
 // holds credentials.
 func configFile(p string) bool {
 	lp := strings.ToLower(p)
-	ext := path.Ext(lp)
-	switch ext {
-	case ".yaml", ".yml", ".json", ".toml", ".ini", ".conf", ".cfg", ".properties", ".env", ".xml":
-	default:
-		return strings.Contains(path.Base(lp), ".env")
+	base := path.Base(lp)
+	switch base {
+	case "docker-compose.yml", "docker-compose.yaml", "compose.yaml", "values.yaml", "settings.py", "local_settings.py",
+		"database.yml", "wp-config.php", "config.php", "terraform.tfvars", "application.properties", ".npmrc", ".pypirc":
+		return true
 	}
-	return containsAny(lp, "config", "settings", "secret", "credential", "conf/", ".env", "application", "appsettings")
+	switch path.Ext(base) {
+	case ".yaml", ".yml", ".json", ".toml", ".ini", ".conf", ".cfg", ".properties", ".env", ".xml", ".tfvars", ".hcl":
+	default:
+		return strings.Contains(base, ".env")
+	}
+	return containsAny(lp, "config", "settings", "secret", "credential", "conf/", ".env", "application", "appsettings", "deploy", "infra", "k8s", "helm", "terraform", "prod")
 }
 
 // dataFile reports whether a path looks like a data export or dump that may
@@ -374,7 +382,7 @@ func (a *analysis) checkSQL(q, via string) {
 	}
 	if len(f.payees) > 0 {
 		a.payees = append(a.payees, f.payees...)
-		a.classes["payee_created"] = "INSERT INTO " + f.payeeTable
+		a.classes["payee_created"] = "a change to " + f.payeeTable
 	}
 	for _, t := range f.tables {
 		if t != "" {

@@ -338,6 +338,18 @@ func analyzeStatement(st []sqlToken, f *sqlFacts) {
 			}
 			f.verbs = append(f.verbs, "UPDATE")
 			f.tables = append(f.tables, name)
+			lowName := strings.ToLower(name)
+			for _, h := range payeeTableHints {
+				if strings.Contains(lowName, h) {
+					f.payeeTable = name // bank details of a payee changed
+					for _, x := range st[j:] {
+						if x.kind == tokString && len(x.text) >= 3 {
+							f.payees = append(f.payees, x.text)
+						}
+					}
+					break
+				}
+			}
 			if w, d := whereCheck(st, j, t.depth); w > 0 {
 				add(w, "UPDATE "+d+" on "+name)
 			}

@@ -105,10 +105,15 @@ func (a *analysis) toolSpecific() {
 	switch {
 	case containsAny(a.tool, "transfer", "payment", "pay_", "payout", "wire", "remit", "send_money", "send_funds", "disburse") || a.tool == "pay":
 		a.financial()
-	case containsAny(a.tool, "create_payee", "add_payee", "add_vendor", "create_vendor", "add_beneficiary", "create_beneficiary", "add_supplier", "create_supplier"):
+	case containsAny(a.tool, "payee", "vendor", "supplier", "beneficiar", "bank_account", "recipient", "counterpart") &&
+		containsAny(a.tool, "create", "add", "update", "register", "set", "change", "edit", "new"):
+		// Creating a payee, or changing where a known vendor's money goes.
 		for _, l := range a.leaves {
-			if !l.isNum && (l.key == "name" || l.key == "payee" || l.key == "vendor" || l.key == "iban" || l.key == "account") && len(l.s) >= 3 {
-				a.payees = append(a.payees, l.s)
+			switch l.key {
+			case "name", "payee", "vendor", "vendor_id", "supplier", "id", "iban", "account", "account_number", "beneficiary", "payee_id":
+				if !l.isNum && len(l.s) >= 3 {
+					a.payees = append(a.payees, l.s)
+				}
 			}
 		}
 		if len(a.payees) > 0 {
