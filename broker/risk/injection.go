@@ -42,6 +42,32 @@ func injectionCheck(s string) (float64, string) {
 	if len(s) > 64<<10 {
 		s = cutUTF8(s, 64<<10)
 	}
+	if len(s) > injChunk+injOverlap {
+		// Long text: check overlapping chunks, so the word gates keep the
+		// regular expressions off the chunks that cannot match.
+		best, detail := 0.0, ""
+		for off := 0; off < len(s); off += injChunk {
+			start := off
+			for start > 0 && start < len(s) && s[start]&0xC0 == 0x80 {
+				start--
+			}
+			end := min(len(s), off+injChunk+injOverlap)
+			if w, d := injectionChunk(cutUTF8(s[start:], end-start)); w > best {
+				best, detail = w, d
+			}
+		}
+		return best, detail
+	}
+	return injectionChunk(s)
+}
+
+// Chunking of long texts for injectionCheck.
+const (
+	injChunk   = 8 << 10
+	injOverlap = 512
+)
+
+func injectionChunk(s string) (float64, string) {
 	norm := ""
 	n := func() string { // normalized lazily: most text never reaches a regexp
 		if norm == "" {
