@@ -179,9 +179,9 @@ func (a *analysis) oversized() {
 	case st.bytes > 1<<20:
 		a.f.add(FactorOversized, 1, fmt.Sprintf("arguments are %s (broker limit 1 MiB)", humanBytes(st.bytes)))
 	case st.bytes > 512<<10:
-		a.f.add(FactorOversized, 1, fmt.Sprintf("arguments are %s", humanBytes(st.bytes)))
+		a.f.add(FactorOversized, 0.8, fmt.Sprintf("arguments are %s", humanBytes(st.bytes)))
 	case st.bytes > 256<<10:
-		a.f.add(FactorOversized, 0.6, fmt.Sprintf("arguments are %s", humanBytes(st.bytes)))
+		a.f.add(FactorOversized, 0.5, fmt.Sprintf("arguments are %s", humanBytes(st.bytes)))
 	case st.bytes > 64<<10:
 		a.f.add(FactorOversized, 0.3, fmt.Sprintf("arguments are %s", humanBytes(st.bytes)))
 	}
