@@ -310,7 +310,7 @@ func (b *Bwrap) Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 	defer p.closeAll()
 	defer p.kill()
-	res, err := run.execute(ctx, p, release, iso, cfg)
+	res, err := run.execute(ctx, p, nil, release, iso, cfg)
 	if dr != nil && res.Isolation != nil {
 		res.Changed = dr.changed()
 		res.Isolation["workspace"] = "dry run: scratch copy, original untouched"

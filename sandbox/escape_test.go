@@ -139,10 +139,13 @@ func assertHostClean(t testing.TB, res Result) {
 		t.Errorf("survivors with host uids %d-%d: %v", lo, hi, p)
 	}
 	caps := Preflight()
+	name := res.Isolation["run"]
+	if !strings.HasPrefix(name, "run-") {
+		t.Fatalf("isolation run = %q", name)
+	}
 	for ctrl, parent := range caps.Cgroup.Dirs {
-		left, _ := filepath.Glob(filepath.Join(parent, "airlock", fmt.Sprintf("run-%d-*", os.Getpid())))
-		if len(left) > 0 {
-			t.Errorf("cgroup %s left behind: %v", ctrl, left)
+		if _, err := os.Stat(filepath.Join(parent, "airlock", name)); err == nil {
+			t.Errorf("cgroup %s/%s left behind", ctrl, name)
 		}
 	}
 }

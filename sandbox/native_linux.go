@@ -122,6 +122,9 @@ func NewNative(opts ...NativeOption) (*Native, error) {
 	if !c.cold {
 		if _, err := stageBase(); err == nil {
 			n.warm = true
+			warm.mu.Lock()
+			warm.caps = caps
+			warm.mu.Unlock()
 			go warm.fill()
 		}
 	}
@@ -316,14 +319,14 @@ func (n *Native) Run(ctx context.Context, spec Spec) (Result, error) {
 		defer func() { go warm.fill() }()
 	}
 	if h == nil {
-		if h, err = spawnNative(); err != nil {
+		if h, err = spawnNative(n.caps); err != nil {
 			return Result{}, err
 		}
 	}
 	defer h.release()
 	lo := h.lo
 	run := &hostRun{
-		name:   fmt.Sprintf("run-%d-%d", os.Getpid(), runSeq.Add(1)),
+		name:   h.name,
 		caps:   n.caps,
 		spec:   s,
 		drain:  n.drain,
@@ -389,7 +392,9 @@ func (n *Native) Run(ctx context.Context, spec Spec) (Result, error) {
 		}()
 		return nil
 	}
-	res, err := run.execute(ctx, h.proc, release, iso, cfg)
+	cg := h.cg
+	h.cg = nil // execute owns and removes it
+	res, err := run.execute(ctx, h.proc, cg, release, iso, cfg)
 	if dr != nil && res.Isolation != nil {
 		res.Changed = dr.changed()
 		res.Isolation["workspace"] = "dry run: scratch copy, original untouched"
@@ -469,10 +474,16 @@ type nativeHelper struct {
 	lo      uint32
 	cfgW    *os.File
 	statusR *os.File
+	// name and cg: the run's cgroup, created and joined at spawn time (the
+	// first move into a v1 cgroup waits for an RCU grace period: off the
+	// run's path); the run writes its limits before releasing the helper.
+	name string
+	cg   *runCgroup
 }
 
-// spawnNative starts a native helper (H3) on a fresh slot.
-func spawnNative() (*nativeHelper, error) {
+// spawnNative starts a native helper (H3) on a fresh slot, placed in its
+// run's cgroup (H4) with default limits.
+func spawnNative(caps Capabilities) (*nativeHelper, error) {
 	// The staging directory must be a shared mount before the helper's
 	// mount namespace is copied, or later staged binds stay invisible.
 	if _, err := stageBase(); err != nil {
@@ -521,16 +532,31 @@ func spawnNative() (*nativeHelper, error) {
 		Pdeathsig:                  syscall.SIGKILL,
 	}
 	// fd 3 config, fd 4 errors, fd 5 our binary, fd 6 the reaper's status.
+	name := fmt.Sprintf("run-%d-%d", os.Getpid(), runSeq.Add(1))
+	d := Defaults
+	cg, err := newRunCgroup(caps.Cgroup, name, cgroupLimits{Memory: d.Memory, Pids: d.Pids, CPUs: d.CPUs})
+	if err != nil {
+		return fail(fmt.Errorf("%w: %w", ErrRefused, err), self, statusR, statusW, cfgR, cfgW)
+	}
 	p, err := startProc(cmd, cfgR, []*os.File{self, statusW})
 	if err != nil {
+		cg.remove()
 		return fail(err, cfgW, statusR)
 	}
-	return &nativeHelper{proc: p, slot: slot, lo: lo, cfgW: cfgW, statusR: statusR}, nil
+	h := &nativeHelper{proc: p, slot: slot, lo: lo, cfgW: cfgW, statusR: statusR, name: name, cg: cg}
+	if err := cg.add(p.pid); err != nil {
+		h.release()
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	return h, nil
 }
 
 // release frees everything the helper held once its run is over.
 func (h *nativeHelper) release() {
 	h.proc.kill()
+	if h.cg != nil {
+		_ = h.cg.remove()
+	}
 	h.proc.closeAll()
 	h.cfgW.Close()
 	h.statusR.Close()
@@ -545,6 +571,7 @@ type helperPool struct {
 	ready   []*nativeHelper
 	filling int
 	size    int
+	caps    Capabilities
 }
 
 var warm = &helperPool{size: 1}
@@ -572,8 +599,9 @@ func (p *helperPool) fill() {
 		return
 	}
 	p.filling++
+	caps := p.caps
 	p.mu.Unlock()
-	h, err := spawnNative()
+	h, err := spawnNative(caps)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.filling--
@@ -675,13 +703,26 @@ type hostRun struct {
 
 // execute places the started helper in a fresh cgroup, releases it,
 // enforces the deadline and collects the result.
-func (r *hostRun) execute(ctx context.Context, p *proc, release func() error, iso map[string]string, cfg childConfig) (Result, error) {
+func (r *hostRun) execute(ctx context.Context, p *proc, cg *runCgroup, release func() error, iso map[string]string, cfg childConfig) (Result, error) {
 	start := r.start
 	s := r.spec
 	lim := cgroupLimits{Memory: s.Memory, Pids: s.Pids, CPUs: s.CPUs}
-	cg, err := newRunCgroup(r.caps.Cgroup, r.name, lim)
-	if err != nil {
+	if cg == nil {
+		var err error
+		if cg, err = newRunCgroup(r.caps.Cgroup, r.name, lim); err != nil {
+			p.kill()
+			return Result{}, fmt.Errorf("%w: %w", ErrRefused, err)
+		}
+		// H4: into the cgroups before the helper runs anything.
+		if err := cg.add(p.pid); err != nil {
+			p.kill()
+			cg.remove()
+			return Result{}, fmt.Errorf("%w: %w", ErrRefused, err)
+		}
+	} else if err := cg.setLimits(lim); err != nil {
+		// Placed ahead of time (a pooled helper): now the run's limits.
 		p.kill()
+		cg.remove()
 		return Result{}, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	defer func() {
@@ -689,11 +730,6 @@ func (r *hostRun) execute(ctx context.Context, p *proc, release func() error, is
 			r.log.Warn("cgroup cleanup", "err", err)
 		}
 	}()
-	// H4: into the cgroups before the helper runs anything.
-	if err := cg.add(p.pid); err != nil {
-		p.kill()
-		return Result{}, fmt.Errorf("%w: %w", ErrRefused, err)
-	}
 	if err := release(); err != nil {
 		p.kill()
 		return Result{}, err
@@ -843,6 +879,7 @@ loop:
 	}
 	res.LimitHit = limit
 	iso["cgroup"] = fmt.Sprintf("v%d %s", r.caps.Cgroup.Version, lim)
+	iso["run"] = r.name
 	iso["rlimits"] = fmt.Sprintf("nofile=%d fsize=%d cpu=%ds nproc=%d core=0", cfg.NoFile, cfg.FileSize, cfg.CPUSeconds, cfg.Nproc)
 	iso["landlock"] = fmt.Sprintf("abi %d (fs ro except /workspace,/tmp,/dev/shm; tcp bind/connect denied; signals+abstract unix scoped)", min(r.caps.LandlockABI, 7))
 	iso["seccomp"] = "allow-list (default EPERM), non-x86_64 arch and x32 killed, clone3 ENOSYS, namespace clone flags denied"
