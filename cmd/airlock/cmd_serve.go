@@ -19,8 +19,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/airlock/airlock"
 	"github.com/airlock/airlock/audit"
 	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/broker/auditstream"
 	"github.com/airlock/airlock/broker/auth"
 	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/broker/metrics"
@@ -54,6 +56,18 @@ type serveConfig struct {
 	TLSCert, TLSKey, TLSCA string
 	// Plaintext accepts an unencrypted bus beyond loopback.
 	Plaintext bool
+	// AuditDB is the SQLite audit log (default DATA/audit.db). With --nats,
+	// the elected audit writer applies the fleet's audit stream to it.
+	AuditDB string
+	// Name is this broker's name (audit rows, leases); default host-pid.
+	Name string
+}
+
+func (c *serveConfig) auditPath() string {
+	if c.AuditDB != "" {
+		return c.AuditDB
+	}
+	return audit.PathIn(c.Data)
 }
 
 func (c *serveConfig) Validate() error {
@@ -128,6 +142,8 @@ func runServe(ctx context.Context, e env) error {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key for --tls-cert")
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "CA file: embedded, require client certificates signed by it; with --nats, trust the server's certificate by it")
 	fs.BoolVar(&c.Plaintext, "plaintext", false, "allow an unencrypted bus beyond loopback (not recommended)")
+	fs.StringVar(&c.AuditDB, "audit-db", "", "audit database (default DATA/audit.db); with --nats, brokers may share one file: one elected writer applies the audit stream")
+	fs.StringVar(&c.Name, "name", "", "this broker's name (default host-pid)")
 	if err := parseFlags(fs, e.Args); err != nil {
 		return err
 	}
@@ -203,7 +219,14 @@ type service struct {
 	http   *http.Server
 	// MetricsURL is where /metrics is served, when enabled.
 	MetricsURL string
+	// The fleet's audit writer, when this broker campaigns for it.
+	stopWriter context.CancelFunc
+	writerDone chan struct{}
 }
+
+// auditLease is how long the audit writer's lease lasts without renewal:
+// the longest the fleet's SQLite log lags when its writer dies.
+const auditLease = 5 * time.Second
 
 // startServe wires policy, audit, limits, risk, sandbox and the broker.
 func startServe(ctx context.Context, c serveConfig, logger *slog.Logger) (*service, error) {
@@ -226,9 +249,11 @@ func startServe(ctx context.Context, c serveConfig, logger *slog.Logger) (*servi
 			_ = s.Close(sctx)
 		}
 	}()
-	s.Audit, err = audit.Open(audit.PathIn(c.Data), audit.WithLogger(logger.With("subsystem", "audit")))
-	if err != nil {
-		return nil, err
+	if c.NATS == "" {
+		s.Audit, err = audit.Open(c.auditPath(), audit.WithLogger(logger.With("subsystem", "audit")))
+		if err != nil {
+			return nil, err
+		}
 	}
 	if c.NATS != "" {
 		s.URL = c.NATS
@@ -275,6 +300,29 @@ func startServe(ctx context.Context, c serveConfig, logger *slog.Logger) (*servi
 			return nil, fmt.Errorf("connect to embedded NATS: %w", err)
 		}
 	}
+	// The audit log: the embedded broker writes SQLite itself; a fleet
+	// broker publishes to the audit stream and campaigns to be its writer.
+	var auditor airlock.Auditor = s.Audit
+	if c.NATS != "" {
+		if c.Name == "" {
+			h, _ := os.Hostname()
+			c.Name = fmt.Sprintf("%s-%d", h, os.Getpid())
+		}
+		js, err := jetstream.New(s.nc)
+		if err != nil {
+			return nil, err
+		}
+		if err := auditstream.Setup(ctx, js, c.Replicas, auditLease); err != nil {
+			return nil, err
+		}
+		auditor = auditstream.NewPublisher(js)
+		w := auditstream.NewWriter(js, c.auditPath(), c.Name, auditLease, logger.With("subsystem", "audit-writer"),
+			audit.WithLogger(logger.With("subsystem", "audit")))
+		wctx, cancel := context.WithCancel(context.Background())
+		s.stopWriter = cancel
+		s.writerDone = make(chan struct{})
+		go func() { defer close(s.writerDone); _ = w.Run(wctx) }()
+	}
 	var lim *ratelimit.Limiter
 	if len(pol.Limits) > 0 {
 		store, err := limitStore(ctx, s.nc, c)
@@ -301,7 +349,9 @@ func startServe(ctx context.Context, c serveConfig, logger *slog.Logger) (*servi
 		Metrics:  m,
 		Prefix:   c.Prefix,
 		Policy:   pol,
-		Audit:    s.Audit,
+		Audit:    auditor,
+		Name:     c.Name,
+		History:  auditHistory(c.auditPath()),
 		Limiter:  lim,
 		Scorer:   risk.New(pol),
 		Sandbox:  func(backend string) (sandbox.Runner, error) { return sandbox.Open(backend) },
@@ -372,6 +422,13 @@ func (s *service) Close(ctx context.Context) error {
 	}
 	if s.Broker != nil {
 		errs = append(errs, s.Broker.Close(ctx))
+	}
+	if s.stopWriter != nil {
+		s.stopWriter()
+		select {
+		case <-s.writerDone:
+		case <-ctx.Done():
+		}
 	}
 	if s.nc != nil {
 		_ = s.nc.Drain()
