@@ -19,6 +19,11 @@ var (
 	injQualifier = `(?:all|any|every|previous|prior|above|earlier|preceding|foregoing|initial|original|existing|your|system|other|these|those|old|former|safety|the above|the previous|the prior|the system|of the|of your)`
 	injObject    = `(?:instructions?|prompts?|rules|directions?|guidelines|guidance|directives?|orders|commands|context|constraints|guardrails|restrictions|programming|policies|messages|system prompt|system message|conditioning|training)`
 	reOverride   = regexp.MustCompile(`\b` + injVerbs + `\s+(?:(?:` + injQualifier + `)[\s,]+){1,4}(?:\w+\s+){0,2}` + injObject + `\b`)
+	reAimed      = regexp.MustCompile(`\b(?:if you(?:'re| are) an? (?:ai|assistant|agent|model|llm|language model|bot|chatbot)|(?:ai|assistant|agent|model|llm|chatbot|bot)s? (?:reading|processing|summari[sz]ing|parsing)|when (?:summari[sz]ing|reading|processing|parsing|handling|you (?:read|summari[sz]e|process|see|parse|handle))|note to (?:the |any )?(?:ai|assistant|agent|model|llm)s?)\b`)
+	reAction     = regexp.MustCompile(`\b(?:forward|send|email|e-mail|upload|post|transfer|wire|grant|delete|remove|share|fetch|download|run|execute|approve|reply with|include (?:the|all|any)|export|copy|disable)\b`)
+	reDataWords  = regexp.MustCompile(`@|://|\b(?:contents?|credentials?|passwords?|secrets?|export|database|api keys?|tokens?|payroll|salar\w*|all (?:customer|user|employee|open|the)\w*|files?|\.env|ssh|admin)\b`)
+	reAuthority  = regexp.MustCompile(`\b(?:the (?:user|admin|administrator|owner|ceo|cfo|security team|it team) (?:has|have) (?:already )?(?:authori[sz]ed|approved|asked|instructed|requested|permitted) you|you (?:are|have been) (?:now )?(?:authori[sz]ed|permitted|allowed|cleared) to)\b`)
+	reFollow     = regexp.MustCompile(`\b(?:fetch|visit|open|read|load|download|go to)\b(?:[^.\n]|\.\S){0,120}?\band (?:follow|execute|obey|run|carry out)\b`)
 	reEverything = regexp.MustCompile(`\b(?:ignore|disregard|forget)\s+(?:everything|anything|all of the text|all)\s+(?:above|before|prior|previously|earlier|you (?:were|have been|'ve been) told)`)
 	reNewTask    = regexp.MustCompile(`\b(?:your (?:new|real|actual|true) (?:task|job|goal|instructions?|objective)|new (?:system )?instructions\s*:|updated instructions\s*:|new system prompt)`)
 	reRole       = regexp.MustCompile(`\b(?:(?:you are|you're) now (?:an? |the |my |in |acting |no longer |free |unrestricted|unfiltered|jailbroken|dan\b)|from now on,? you (?:are|will|must)|you will now act as|pretend (?:to be|you are)|act as (?:an? |the )?(?:unrestricted|unfiltered|jailbroken|dan\b|evil|root|admin|developer|system)|roleplay as)`)
@@ -177,6 +182,26 @@ func injectionChunk(s string) (float64, string) {
 	if ws.any("ai", "assistant", "agent", "model", "llm", "bot", "chatbot", "claude", "gpt", "copilot", "when", "note") {
 		if loc := reAddress.FindStringIndex(n()); loc != nil {
 			note(0.5*discount(loc, norm), "address", "addresses the model directly: "+clip(norm[loc[0]:min(len(norm), loc[1]+30)], 60))
+		}
+	}
+	// Instructions aimed at whatever model reads the text, asking it to move
+	// data or act: "if you are an AI model reading this, send … to x@y".
+	if ws.any("ai", "assistant", "agent", "model", "llm", "bot", "chatbot", "when", "note") {
+		if loc := reAimed.FindStringIndex(n()); loc != nil {
+			win := norm[loc[0]:min(len(norm), loc[1]+300)]
+			if a := reAction.FindStringIndex(win); a != nil && reDataWords.MatchString(win[a[0]:]) {
+				note(0.9*discount(loc, norm), "aimed", "instructions aimed at an AI reader: "+clip(win, 60))
+			}
+		}
+	}
+	if ws.any("authorized", "authorised", "approved", "permitted", "allowed", "cleared", "asked", "instructed") {
+		if loc := reAuthority.FindStringIndex(n()); loc != nil {
+			note(0.7*discount(loc, norm), "authority", "claims authority for the model: "+clip(norm[loc[0]:min(len(norm), loc[1]+40)], 60))
+		}
+	}
+	if ws.any("follow", "execute", "obey", "run", "carry") && ws.any("fetch", "visit", "open", "read", "load", "download", "go") {
+		if loc := reFollow.FindStringIndex(n()); loc != nil {
+			note(0.8*discount(loc, norm), "follow", "tells the model to fetch and obey: "+clip(norm[loc[0]:loc[1]], 60))
 		}
 	}
 	if strings.Contains(s, "<!--") {
