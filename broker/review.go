@@ -263,6 +263,11 @@ func (b *Broker) decideClaimed(ctx context.Context, call, effective *airlock.Too
 	if err := b.st.deletePending(ctx, call.ID); err != nil {
 		b.log.Warn("leave queue", "call", call.ID, "err", err)
 	}
+	if _, held := b.res.Load(call.ID); !held && b.cfg.Limiter != nil {
+		// The call was reserved by another broker, or by this one before a
+		// restart: free its concurrency slot from the shared store here.
+		b.cfg.Limiter.Restore(call).Release(ctx)
+	}
 	b.afterDecision(call, d, time.Duration(drec.WaitedMS)*time.Millisecond)
 	if runs {
 		b.spawn(func() {

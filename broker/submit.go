@@ -280,6 +280,8 @@ func (b *Broker) wait(ctx context.Context, id string) (airlock.Decision, bool) {
 			// run, for sandboxed tools).
 			var d airlock.Decision
 			if json.Unmarshal(m.Data, &d) == nil && d.Final() {
+				// Whoever decided released the call's slot.
+				b.res.LoadAndDelete(id)
 				return d, true
 			}
 		case <-check.C:

@@ -325,7 +325,7 @@ func startServe(ctx context.Context, c serveConfig, logger *slog.Logger) (*servi
 	}
 	var lim *ratelimit.Limiter
 	if len(pol.Limits) > 0 {
-		store, err := limitStore(ctx, s.nc, c)
+		store, err := limitStore(ctx, s.nc, c, pol)
 		if err != nil {
 			return nil, err
 		}
@@ -396,7 +396,7 @@ func configureEmbedded(o *server.Options, c serveConfig, pol *policy.Policy, sel
 	return nil
 }
 
-func limitStore(ctx context.Context, nc *nats.Conn, c serveConfig) (ratelimit.Store, error) {
+func limitStore(ctx context.Context, nc *nats.Conn, c serveConfig, pol *policy.Policy) (ratelimit.Store, error) {
 	if c.Limits == "memory" {
 		return ratelimit.NewMemoryStore(), nil
 	}
@@ -404,10 +404,10 @@ func limitStore(ctx context.Context, nc *nats.Conn, c serveConfig) (ratelimit.St
 	if err != nil {
 		return nil, err
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: "airlock_limits", Description: "airlock rate-limit usage", History: 1,
-		Storage: jetstream.FileStorage, Replicas: max(c.Replicas, 1),
-	})
+	cfg := ratelimit.BucketConfig("airlock_limits", pol.Limits)
+	cfg.Storage = jetstream.FileStorage
+	cfg.Replicas = max(c.Replicas, 1)
+	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("rate-limit bucket: %w", err)
 	}
