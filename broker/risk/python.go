@@ -5,7 +5,7 @@ import (
 )
 
 // pyShellCalls are Python calls whose string argument is a shell command.
-var pyShellCalls = []string{"os.system(", "os.popen(", "subprocess.run(", "subprocess.call(", "subprocess.Popen(",
+var pyShellCalls = []string{".system(", ".popen(", "subprocess.run(", "subprocess.call(", "subprocess.Popen(",
 	"subprocess.check_output(", "subprocess.check_call(", "subprocess.getoutput(", "subprocess.getstatusoutput(",
 	"os.execv(", "os.execvp(", "os.spawnv(", "pty.spawn(", "commands.getoutput("}
 

@@ -19,6 +19,7 @@ type shellFacts struct {
 	parsed   bool
 	uploads  []string // local files a command sends (curl -F f=@file, -T file)
 	fetched  []string // files written by curl -o / wget -O
+	vars     map[string]string // X=value assignments seen so far, for $X
 	executed []string // files run as programs or scripts
 }
 
@@ -41,6 +42,8 @@ var interpreters = setOf("sh", "bash", "zsh", "dash", "ksh", "ash", "fish", "csh
 	"python", "python2", "python3", "perl", "ruby", "node", "nodejs", "php", "lua", "pwsh", "powershell", "osascript")
 
 var downloaders = setOf("curl", "wget", "fetch", "aria2c", "lwp-download", "http", "https", "xh", "iwr", "invoke-webrequest")
+
+var decoders = setOf("base64", "base32", "basenc", "xxd", "openssl", "gunzip", "zcat", "rev")
 
 var netSinks = setOf("nc", "ncat", "netcat", "socat", "telnet", "openssl", "cryptcat", "sshpass")
 
@@ -69,8 +72,22 @@ func analyzeShell(cmd string, depth int) shellFacts {
 		return f
 	}
 	f.parsed = true
+	f.vars = map[string]string{}
+	assign := func(as []*syntax.Assign) {
+		for _, a := range as {
+			if a != nil && a.Name != nil && a.Value != nil && len(f.vars) < 64 {
+				f.vars[a.Name.Value] = wordStr(a.Value)
+			}
+		}
+	}
 	syntax.Walk(file, func(n syntax.Node) bool {
 		switch n := n.(type) {
+		case *syntax.CallExpr:
+			if len(n.Args) == 0 {
+				assign(n.Assigns)
+			}
+		case *syntax.DeclClause:
+			assign(n.Args)
 		case *syntax.Stmt:
 			if bc, ok := n.Cmd.(*syntax.BinaryCmd); ok && (bc.Op == syntax.Pipe || bc.Op == syntax.PipeAll) {
 				checkPipeline(flattenPipe(n), &f, depth)
@@ -381,7 +398,31 @@ func checkRedirect(r *syntax.Redirect, f *shellFacts) {
 	}
 }
 
+// expandVars replaces $NAME and ${NAME} with values assigned earlier in the
+// same command line.
+func expandVars(a string, vars map[string]string) string {
+	if len(vars) == 0 || !strings.Contains(a, "$") {
+		return a
+	}
+	for name, v := range vars {
+		if strings.Contains(v, "$"+name) {
+			continue
+		}
+		a = strings.ReplaceAll(a, "${"+name+"}", v)
+		if i := strings.Index(a, "$"+name); i >= 0 {
+			end := i + 1 + len(name)
+			if end == len(a) || !(isAlnum(a[end]) || a[end] == '_') {
+				a = a[:i] + v + a[end:]
+			}
+		}
+	}
+	return a
+}
+
 func checkSimple(s *simple, f *shellFacts, depth int) {
+	for i := range s.args {
+		s.args[i] = expandVars(s.args[i], f.vars)
+	}
 	sudo := ""
 	if s.sudo {
 		sudo = "sudo "
@@ -427,6 +468,9 @@ func checkSimple(s *simple, f *shellFacts, depth int) {
 			if s.name == "eval" || s.name == "source" || s.name == "." || interpreters[s.name] {
 				if stmtsUse(stmts, downloaders) {
 					f.add(FactorShellDanger, 1, sudo+s.name+" runs content downloaded by a substitution")
+				}
+				if stmtsUse(stmts, decoders) {
+					f.add(FactorShellDanger, 1, sudo+s.name+" runs content decoded by a substitution (base64 -d …)")
 				}
 			}
 			if dnsTools[s.name] || downloaders[s.name] {
@@ -551,6 +595,15 @@ func checkSimple(s *simple, f *shellFacts, depth int) {
 		noteNet(s, f)
 	case "telnet", "ssh", "scp", "sftp", "ftp", "curl", "wget", "fetch", "aria2c", "http", "xh":
 		noteNet(s, f)
+		if s.name == "scp" {
+			if nfv := nonFlagsWithValues("scp", s.args); len(nfv) >= 2 && strings.Contains(nfv[len(nfv)-1], ":") {
+				for _, src := range nfv[:len(nfv)-1] {
+					if !strings.Contains(src, ":") {
+						f.uploads = append(f.uploads, src)
+					}
+				}
+			}
+		}
 		if s.name == "ssh" && (hasFlag(s.args, 'R') || hasFlag(s.args, 'D')) {
 			f.add(FactorShellDanger, 0.8, "ssh tunnel ("+clip(strings.Join(s.args, " "), 60)+") opens a way in or out")
 		}
