@@ -17,10 +17,10 @@ type shellFacts struct {
 	pushes   []string          // git push REMOTE
 	network  string            // the first network command, if any
 	parsed   bool
-	uploads  []string // local files a command sends (curl -F f=@file, -T file)
-	fetched  []string // files written by curl -o / wget -O
+	uploads  []string          // local files a command sends (curl -F f=@file, -T file)
+	fetched  []string          // files written by curl -o / wget -O
 	vars     map[string]string // X=value assignments seen so far, for $X
-	executed []string // files run as programs or scripts
+	executed []string          // files run as programs or scripts
 }
 
 func (f *shellFacts) add(name string, w float64, d string) {
