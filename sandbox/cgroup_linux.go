@@ -377,3 +377,51 @@ func (cg *runCgroup) remove() error {
 func (lim cgroupLimits) String() string {
 	return fmt.Sprintf("memory=%d pids=%d cpus=%g", lim.Memory, lim.Pids, lim.CPUs)
 }
+
+// sweepStaleRuns removes run cgroups (and staging directories) left by
+// airlock processes that died without cleaning up: a pooled helper's cgroup
+// outlives a killed daemon. Only empty cgroups of dead processes go.
+func sweepStaleRuns(l cgroupLayout, stageDir string) {
+	dead := func(name string) bool {
+		rest, ok := strings.CutPrefix(name, "run-")
+		if !ok {
+			return false
+		}
+		pidStr, _, _ := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidStr)
+		if err != nil || pid == os.Getpid() {
+			return false
+		}
+		// /proc/N also answers for thread ids: alive means a process
+		// whose thread-group id is N.
+		b, err := os.ReadFile(filepath.Join("/proc", pidStr, "status"))
+		if err != nil {
+			return true
+		}
+		return !strings.Contains(string(b), "\nTgid:\t"+pidStr+"\n")
+	}
+	for _, parent := range l.Dirs {
+		ents, _ := os.ReadDir(filepath.Join(parent, "airlock"))
+		for _, e := range ents {
+			if e.IsDir() && dead(e.Name()) {
+				_ = os.Remove(filepath.Join(parent, "airlock", e.Name())) // fails if not empty
+			}
+		}
+	}
+	if stageDir == "" {
+		return
+	}
+	ents, _ := os.ReadDir(stageDir)
+	for _, e := range ents {
+		if !e.IsDir() || !dead(e.Name()) {
+			continue
+		}
+		d := filepath.Join(stageDir, e.Name())
+		subs, _ := os.ReadDir(d)
+		for _, sub := range subs {
+			_ = syscall.Unmount(filepath.Join(d, sub.Name()), syscall.MNT_DETACH)
+			_ = os.Remove(filepath.Join(d, sub.Name()))
+		}
+		_ = os.Remove(d)
+	}
+}

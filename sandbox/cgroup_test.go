@@ -3,6 +3,10 @@
 package sandbox
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -143,4 +147,45 @@ func FuzzNormalize(f *testing.F) {
 			t.Fatalf("network %q accepted", s.Network)
 		}
 	})
+}
+
+// Cgroups and staging directories of dead airlock processes are swept.
+func TestSweepStaleRuns(t *testing.T) {
+	caps := Preflight()
+	if len(caps.Missing) > 0 {
+		t.Skip("no native backend here")
+	}
+	cmd := exec.Command("/bin/true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := cmd.Process.Pid
+	name := fmt.Sprintf("run-%d-1", dead)
+	cg, err := newRunCgroup(caps.Cgroup, name, cgroupLimits{Memory: 1 << 30, Pids: 8, CPUs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := newRunCgroup(caps.Cgroup, fmt.Sprintf("run-%d-999", os.Getpid()), cgroupLimits{Memory: 1 << 30, Pids: 8, CPUs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.remove()
+	stage := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(stage, name, "0"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sweepStaleRuns(caps.Cgroup, stage)
+	for ctrl, d := range cg.dirs {
+		if _, err := os.Stat(d); err == nil {
+			t.Errorf("stale %s cgroup %s not swept", ctrl, d)
+		}
+	}
+	for ctrl, d := range live.dirs {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("live process's %s cgroup %s swept", ctrl, d)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(stage, name)); err == nil {
+		t.Errorf("stale staging dir not swept")
+	}
 }

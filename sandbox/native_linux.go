@@ -118,6 +118,10 @@ func NewNative(opts ...NativeOption) (*Native, error) {
 	if len(caps.Missing) > 0 {
 		return nil, refusal("native", caps.Missing)
 	}
+	sweepOnce.Do(func() {
+		base, _ := stageBase()
+		sweepStaleRuns(caps.Cgroup, base)
+	})
 	n := &Native{log: c.log.With("backend", "native"), caps: caps, drain: c.drain, landlockMin: c.landlockMin, proxyHooks: c.proxyHooks}
 	if !c.cold {
 		if _, err := stageBase(); err == nil {
@@ -131,8 +135,24 @@ func NewNative(opts ...NativeOption) (*Native, error) {
 	return n, nil
 }
 
+var sweepOnce sync.Once
+
 // Name reports "native".
 func (n *Native) Name() string { return "native" }
+
+// Close stops the helpers started ahead of their runs (they would die with
+// the process anyway; Close also removes their cgroups). Runs still in
+// progress are not affected; a later Run starts helpers again.
+func (n *Native) Close(ctx context.Context) error {
+	warm.mu.Lock()
+	ready := warm.ready
+	warm.ready = nil
+	warm.mu.Unlock()
+	for _, h := range ready {
+		h.release()
+	}
+	return nil
+}
 
 // Capabilities is what the preflight found.
 func (n *Native) Capabilities() Capabilities { return n.caps }
