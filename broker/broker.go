@@ -193,6 +193,9 @@ func (b *Broker) Start(ctx context.Context) error {
 	if err := add("replay", b.subject("admin", "replay"), b.handleReplay); err != nil {
 		return err
 	}
+	if err := add("dryrun", b.subject("admin", "dryrun"), b.handleDryRun); err != nil {
+		return err
+	}
 	b.wg.Add(1)
 	go b.expireLoop()
 	b.log.Info("broker started", "name", b.cfg.Name, "prefix", b.cfg.Prefix)

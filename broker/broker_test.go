@@ -63,6 +63,15 @@ func startHarness(t testing.TB, policyYAML string) *harness {
 func (h *harness) boot(policyYAML string) { h.bootWithLog(policyYAML) }
 
 func (h *harness) bootWithLog(policyYAML string, logOpts ...audit.Option) {
+	h.bootFull(policyYAML, nil, logOpts...)
+}
+
+// bootWith boots with a hook that adjusts the broker's configuration.
+func (h *harness) bootWith(policyYAML string, adjust func(*broker.Config)) {
+	h.bootFull(policyYAML, adjust)
+}
+
+func (h *harness) bootFull(policyYAML string, adjust func(*broker.Config), logOpts ...audit.Option) {
 	t := h.t
 	t.Helper()
 	pol, err := policy.Parse("test.yaml", []byte(policyYAML))
@@ -88,7 +97,11 @@ func (h *harness) bootWithLog(policyYAML string, logOpts ...audit.Option) {
 	if len(pol.Limits) > 0 {
 		lim = ratelimit.New(pol.Limits, ratelimit.NewMemoryStore())
 	}
-	h.b, err = broker.New(h.nc, broker.Config{Policy: pol, Audit: h.log, Scorer: risk.New(pol), Limiter: lim, Name: "test-broker"})
+	cfg := broker.Config{Policy: pol, Audit: h.log, Scorer: risk.New(pol), Limiter: lim, Name: "test-broker"}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	h.b, err = broker.New(h.nc, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,6 +101,9 @@ func (b *Broker) matchGrant(ctx context.Context, call *airlock.ToolCall, risk ai
 	if tool == nil || tool.Tier == airlock.TierDeny || tool.TwoPerson {
 		return nil, false
 	}
+	if changed, _ := call.Context["mcp_tool_changed"].(bool); changed {
+		return nil, false
+	}
 	pol := b.pol.Load()
 	if risk.Score >= batchCeiling(pol) || (pol.Review.TwoPersonRisk > 0 && risk.Score >= pol.Review.TwoPersonRisk) {
 		return nil, false

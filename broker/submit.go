@@ -159,6 +159,12 @@ func (b *Broker) evaluate(ctx context.Context, call *airlock.ToolCall, rev uint6
 		reason = fmt.Sprintf("risk %d (%s) holds this %s-tier call for review", d.Risk.Score, d.Risk.Band, tier)
 		tier = airlock.TierApprove
 	}
+	// An MCP tool whose definition changed after first sight (possible
+	// tool poisoning) always waits for a human.
+	if changed, _ := call.Context["mcp_tool_changed"].(bool); changed && tier.Rank() < airlock.TierApprove.Rank() {
+		reason = "the MCP server changed this tool's definition since it was first seen"
+		tier = airlock.TierApprove
+	}
 	d.Tier = tier
 
 	if tier == airlock.TierApprove {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -22,7 +23,7 @@ func init() {
 }
 
 func runPending(ctx context.Context, e env) error {
-	fs := newFlags(e, "pending", "[show ID [--diff]] [--json]")
+	fs := newFlags(e, "pending", "[show ID [--diff] | dryrun ID --reviewer NAME] [--json]")
 	natsURL := fs.String("nats", natsURLDefault(), "NATS URL of the broker")
 	asJSON := fs.Bool("json", false, "print JSON")
 	diff := fs.Bool("diff", false, "with show: the difference from the agent's last approved call of the same tool")
@@ -41,6 +42,12 @@ func runPending(ctx context.Context, e env) error {
 		return &exitError{Code: 2, Err: err}
 	}
 	defer c.Close()
+	if len(args) >= 1 && args[0] == "dryrun" {
+		if len(args) != 2 || *reviewer == "" {
+			return usageErr("pending dryrun: want `airlock pending dryrun ID --reviewer NAME`")
+		}
+		return runDryRun(ctx, e, c, args[1], *reviewer, *asJSON)
+	}
 	if len(args) >= 1 && args[0] == "show" {
 		if len(args) != 2 {
 			return usageErr("pending show: want exactly one call id")
@@ -217,4 +224,49 @@ func runReview(ctx context.Context, e env) error {
 		return fmt.Errorf("review %s: %s", r.CallID, rep.Error)
 	}
 	return nil
+}
+
+// runDryRun runs a waiting sandboxed call in a throw-away sandbox.
+func runDryRun(ctx context.Context, e env, c *client.Client, id, reviewer string, asJSON bool) error {
+	body, _ := json.Marshal(map[string]string{"call_id": id, "reviewer": reviewer})
+	rctx, cancel := context.WithTimeout(ctx, 11*time.Minute)
+	defer cancel()
+	msg, err := c.Conn().RequestWithContext(rctx, "airlock.admin.dryrun", body)
+	if err != nil {
+		return &exitError{Code: 2, Err: fmt.Errorf("pending dryrun: %w", err)}
+	}
+	var rep struct {
+		Execution *airlock.Execution `json:"execution"`
+		Error     string             `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &rep); err != nil {
+		return err
+	}
+	if rep.Error != "" {
+		return errors.New(rep.Error)
+	}
+	if asJSON {
+		return writeJSON(e, rep.Execution)
+	}
+	ex := rep.Execution
+	fmt.Fprintf(e.Stdout, "dry run of %s (nothing was approved; no network; scratch workspace)\n", id)
+	fmt.Fprintf(e.Stdout, "backend %s · exit %d · %d ms · limit %s\n", ex.Backend, ex.ExitCode, ex.DurationMS, orNone(ex.LimitHit))
+	if ex.Error != "" {
+		fmt.Fprintf(e.Stdout, "error: %s\n", sanitize.Text(ex.Error))
+	}
+	if len(ex.ChangedFile) > 0 {
+		fmt.Fprintln(e.Stdout, "files it would change:")
+		for _, f := range ex.ChangedFile {
+			fmt.Fprintf(e.Stdout, "  %s\n", sanitize.Text(f))
+		}
+	}
+	fmt.Fprintf(e.Stdout, "── stdout ──\n%s\n── stderr ──\n%s\n", sanitize.Text(ex.Stdout), sanitize.Text(ex.Stderr))
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
