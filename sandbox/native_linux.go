@@ -247,14 +247,17 @@ func normalize(s Spec) (normSpec, error) {
 		if !filepath.IsAbs(b.Source) || !filepath.IsAbs(b.Target) {
 			return normSpec{}, fmt.Errorf("sandbox: bind %s:%s: paths must be absolute", b.Source, b.Target)
 		}
+		// Targets live in their own top-level directories: never on or
+		// under the system ones, nor under /workspace, whose content the
+		// host does not control (a planted symlink must not steer a mount).
 		t := filepath.Clean(b.Target)
-		for _, reserved := range []string{"/", "/usr", "/etc", "/proc", "/dev", "/tmp", "/workspace", "/bin", "/lib", "/lib64", "/sbin"} {
-			if t == reserved || strings.HasPrefix(reserved, t+"/") {
+		if t == "/" {
+			return normSpec{}, fmt.Errorf("sandbox: bind target / is reserved")
+		}
+		for _, reserved := range []string{"/usr", "/etc", "/proc", "/dev", "/tmp", "/workspace", "/bin", "/lib", "/lib32", "/lib64", "/libx32", "/sbin", "/run", "/sys"} {
+			if t == reserved || strings.HasPrefix(t, reserved+"/") {
 				return normSpec{}, fmt.Errorf("sandbox: bind target %s is reserved", t)
 			}
-		}
-		if strings.HasPrefix(t, "/proc/") || strings.HasPrefix(t, "/dev/") {
-			return normSpec{}, fmt.Errorf("sandbox: bind target %s is reserved", t)
 		}
 		s.Binds[i].Target = t
 	}

@@ -167,6 +167,8 @@ func TestSpecValidation(t *testing.T) {
 		{"allowlist-empty", Spec{Argv: []string{"true"}, Network: NetworkAllowlist}, true},
 		{"allowlist-bad-entry", Spec{Argv: []string{"true"}, Network: NetworkAllowlist, Allow: []string{"ex*ample.com"}}, true},
 		{"reserved-bind", Spec{Argv: []string{"true"}, Binds: []Bind{{Source: "/tmp", Target: "/etc"}}}, false},
+		{"bind-under-workspace", Spec{Argv: []string{"true"}, Binds: []Bind{{Source: "/tmp", Target: "/workspace/data"}}}, false},
+		{"bind-under-usr", Spec{Argv: []string{"true"}, Binds: []Bind{{Source: "/tmp", Target: "/usr/local/x"}}}, false},
 		{"relative-bind", Spec{Argv: []string{"true"}, Binds: []Bind{{Source: "tmp", Target: "/x"}}}, false},
 		{"missing-workspace", Spec{Argv: []string{"true"}, Workspace: "/nonexistent/ws"}, false},
 		{"nul-in-arg", Spec{Argv: []string{"echo", "a\x00b"}}, false},
