@@ -69,7 +69,7 @@ type chaosLoad struct {
 	// decided counts the decisions agents received; reviews the verdicts
 	// the reviewer had accepted.
 	decided, accepted, refused atomic.Int64
-	lastDecision              atomic.Int64 // unix nanos
+	lastDecision               atomic.Int64 // unix nanos
 }
 
 // startLoad starts workers agents and the reviewer against urls. budget
