@@ -390,7 +390,7 @@ var escapeCases = []escapeCase{
 		spec.Workspace, spec.WorkspaceRW = ws, true
 		// The sandbox also plants a link to a host file for the host's
 		// post-run chown: it must not be followed.
-		spec.Argv = []string{"/bin/sh", "-c", "ln -s " + victim + " /workspace/victim; echo pwned >> /workspace/hardlink 2>/dev/null; /probe/probe symlinks; exit $?"}
+		spec.Argv = []string{"/bin/sh", "-c", "ln -s " + victim + " /workspace/victim; echo pwned >> /workspace/hardlink 2>/dev/null; cp /bin/sh /workspace/suid && chmod 6755 /workspace/suid; /probe/probe symlinks; exit $?"}
 		contained(t, runT(t, r, spec))
 		if fileHash(t, "/etc/passwd") != passwd {
 			t.Errorf("host /etc/passwd changed")
@@ -399,6 +399,9 @@ var escapeCases = []escapeCase{
 			if _, err := os.Lstat(p); err == nil {
 				t.Errorf("host %s created", p)
 			}
+		}
+		if fi, err := os.Stat(filepath.Join(ws, "suid")); err != nil || fi.Mode()&(os.ModeSetuid|os.ModeSetgid) != 0 {
+			t.Errorf("set-id file the run created: %v (%v), want it handed back without set-id bits", fi.Mode(), err)
 		}
 		if b, _ := os.ReadFile(outside); string(b) != "o" {
 			t.Errorf("file outside the workspace, hard-linked into it, changed: %q", b)

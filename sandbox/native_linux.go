@@ -995,6 +995,13 @@ func chownDir(dirfd int, pick func(*unix.Stat_t) bool, uid, gid, depth int) erro
 			if err := unix.Fchownat(dirfd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 				return fmt.Errorf("sandbox: workspace chown %s: %w", name, err)
 			}
+			// Never hand out a set-id file (the kernel clears the bits on
+			// chown too; this does not depend on it).
+			if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 {
+				if err := unix.Fchmodat(dirfd, name, st.Mode&0o777, 0); err != nil {
+					return fmt.Errorf("sandbox: workspace chmod %s: %w", name, err)
+				}
+			}
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 			sub, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
