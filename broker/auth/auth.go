@@ -11,7 +11,6 @@
 package auth
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -192,10 +191,24 @@ func confPerms(p *server.Permissions) string {
 	return ", permissions: {publish: " + list(p.Publish) + ", subscribe: " + list(p.Subscribe) + "}"
 }
 
-// q quotes a string for the nats-server configuration language.
+// q quotes a string for the nats-server configuration language, whose
+// escapes are \xXX, \t, \n, \r, \" and \\ only.
 func q(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b)
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < 0x20 || c == 0x7f:
+			fmt.Fprintf(&b, "\\x%02x", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
 }
 
 func short(s string) string {
