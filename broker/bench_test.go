@@ -27,7 +27,7 @@ func BenchmarkAutoDecision(b *testing.B) {
 	}
 	b.Run("bare-nats-request-reply", func(b *testing.B) {
 		b.ReportAllocs()
-		b.SetParallelism(32)
+		b.SetParallelism(128)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				if _, err := h.nc.Request("bench.echo", body(n.Add(1)), 10*time.Second); err != nil {
@@ -40,7 +40,7 @@ func BenchmarkAutoDecision(b *testing.B) {
 	})
 	b.Run("airlock-auto-decision", func(b *testing.B) {
 		b.ReportAllocs()
-		b.SetParallelism(32)
+		b.SetParallelism(128)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				m, err := h.nc.Request("airlock.submit.a1", body(n.Add(1)), 10*time.Second)

@@ -53,30 +53,7 @@ func (b *Broker) Submit(ctx context.Context, agent string, body []byte) (airlock
 	}
 	fp := fingerprint(call)
 	for attempt := 0; attempt < 8; attempt++ {
-		rec, rev, found, err := b.st.get(ctx, call.ID)
-		if err != nil {
-			return b.failClosed(call, ReasonStateUnavailable, err), true
-		}
-		if found {
-			if rec.Fingerprint != fp {
-				return b.conflict(ctx, call), true
-			}
-			switch rec.State {
-			case stateDecided:
-				return *rec.Decision, true
-			case stateEvaluating:
-				if b.now().Sub(rec.UpdatedAt) > evaluatingTimeout {
-					rec.UpdatedAt = b.now()
-					rec.ClaimedBy = b.cfg.Name
-					nrev, err := b.st.update(ctx, call.ID, rec, rev)
-					if err == nil {
-						return b.evaluate(ctx, call, nrev)
-					}
-					continue
-				}
-			}
-			return b.wait(ctx, call.ID)
-		}
+		// New ids are the common case: claim first, read only on a clash.
 		rev, created, err := b.st.create(ctx, call.ID, callRecord{
 			State: stateEvaluating, Fingerprint: fp, Call: *call, ClaimedBy: b.cfg.Name, UpdatedAt: b.now(),
 		})
@@ -86,6 +63,31 @@ func (b *Broker) Submit(ctx context.Context, agent string, body []byte) (airlock
 		if created {
 			return b.evaluate(ctx, call, rev)
 		}
+		rec, rev, found, err := b.st.get(ctx, call.ID)
+		if err != nil {
+			return b.failClosed(call, ReasonStateUnavailable, err), true
+		}
+		if !found {
+			continue // forgotten meanwhile (an unrecorded decision): claim again
+		}
+		if rec.Fingerprint != fp {
+			return b.conflict(ctx, call), true
+		}
+		switch rec.State {
+		case stateDecided:
+			return *rec.Decision, true
+		case stateEvaluating:
+			if b.now().Sub(rec.UpdatedAt) > evaluatingTimeout {
+				rec.UpdatedAt = b.now()
+				rec.ClaimedBy = b.cfg.Name
+				nrev, err := b.st.update(ctx, call.ID, rec, rev)
+				if err == nil {
+					return b.evaluate(ctx, call, nrev)
+				}
+				continue
+			}
+		}
+		return b.wait(ctx, call.ID)
 	}
 	return b.failClosed(call, ReasonStateUnavailable, errors.New("too much contention on the call id")), true
 }
