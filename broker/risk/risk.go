@@ -164,6 +164,14 @@ func New(p *policy.Policy, opts ...Option) *Scorer {
 	return s
 }
 
+// WithPolicy returns a scorer configured from a reloaded policy that shares
+// this scorer's history (novelty and chains survive a policy reload).
+func (s *Scorer) WithPolicy(p *policy.Policy, opts ...Option) *Scorer {
+	n := New(p, opts...)
+	n.hist = s.hist
+	return n
+}
+
 // Band maps a score to low, medium, high or critical per the policy's bands.
 func (s *Scorer) Band(score int) string {
 	switch {
