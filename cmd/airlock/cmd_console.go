@@ -13,6 +13,7 @@ import (
 	"github.com/airlock/airlock"
 	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/internal/sshconsole"
 	"github.com/airlock/airlock/tui"
 )
 
@@ -26,9 +27,16 @@ func runConsole(ctx context.Context, e env) error {
 	reviewer := fs.String("reviewer", reviewerDefault(), "your reviewer name")
 	policyFile := fs.String("policy", os.Getenv("AIRLOCK_POLICY"), "policy file, for the review settings (dwell, batching, rate guard)")
 	logFile := fs.String("log", filepath.Join(os.TempDir(), "airlock-console.log"), "log file (the console never logs to the screen)")
+	sshAddr := fs.String("ssh", "", "serve the console over SSH on HOST:PORT instead (reviewers are named by their SSH keys in the policy's auth: section; needs --policy)")
+	hostKey := fs.String("host-key", "", "with --ssh: the server's host key file (created when missing; default DATA/ssh_host_ed25519)")
+	keysDir := fs.String("keys-dir", "", "with --ssh: directory of reviewers' nkey files NAME.nk, to sign each reviewer's verdicts")
 	cf := addConnFlags(fs)
 	if err := parseFlags(fs, e.Args); err != nil {
 		return err
+	}
+	if *sshAddr != "" {
+		return runConsoleSSH(ctx, e, sshConsoleConfig{addr: *sshAddr, hostKey: *hostKey, keysDir: *keysDir,
+			natsURL: *natsURL, policyFile: *policyFile, logFile: *logFile, conn: cf})
 	}
 	copts, name, _, err := cf.options(client.RoleReviewer, *reviewer)
 	if err != nil {
@@ -198,4 +206,73 @@ func (b *consoleBackend) Recent(ctx context.Context, session string, n int) ([]a
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	return b.c.Recent(ctx, session, n)
+}
+
+type sshConsoleConfig struct {
+	addr, hostKey, keysDir, natsURL, policyFile, logFile string
+	conn                                                 *connFlags
+}
+
+// runConsoleSSH serves the console over SSH: each reviewer connects with
+// the SSH key the policy maps to their name; verdicts are signed with their
+// nkey from --keys-dir when the policy requires signed verdicts.
+func runConsoleSSH(ctx context.Context, e env, c sshConsoleConfig) error {
+	if c.policyFile == "" {
+		return usageErr("console --ssh: --policy FILE is required (reviewers' SSH keys come from its auth: section)")
+	}
+	pol, err := policy.Load(c.policyFile)
+	if err != nil {
+		return err
+	}
+	reviewers := sshconsole.ReviewersFromPolicy(pol.Auth)
+	if len(reviewers) == 0 {
+		return usageErr("console --ssh: no reviewer in the policy's auth: section has an ssh_key")
+	}
+	if c.hostKey == "" {
+		c.hostKey = filepath.Join(dataDefault(), "ssh_host_ed25519")
+	}
+	if err := os.MkdirAll(filepath.Dir(c.hostKey), 0o700); err != nil {
+		return err
+	}
+	logger, closeLog, err := openLogger(c.logFile, e.Stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	sharedOpts, _, _, err := c.conn.options(client.RoleReviewer, "")
+	if err != nil {
+		return err
+	}
+	shared, err := client.Connect(c.natsURL, nil, sharedOpts...)
+	if err != nil {
+		return &exitError{Code: 2, Err: err}
+	}
+	defer shared.Close()
+	newBackend := func(name string) tui.Backend {
+		if c.keysDir != "" {
+			kf := filepath.Join(c.keysDir, name+".nk")
+			if _, err := os.Stat(kf); err == nil {
+				cf := *c.conn
+				cf.key = kf
+				if opts, _, _, err := cf.options(client.RoleReviewer, name); err == nil {
+					if rc, err := client.Connect(c.natsURL, nil, opts...); err == nil {
+						go func() { <-ctx.Done(); rc.Close() }()
+						return newConsoleBackend(rc, logger)
+					} else {
+						logger.Error("ssh console: reviewer connection", "reviewer", name, "err", err)
+					}
+				}
+			}
+		}
+		return newConsoleBackend(shared, logger)
+	}
+	opts := consoleOptions("", pol.Review)
+	opts.Logger = logger.With("subsystem", "console")
+	srv, err := sshconsole.New(sshconsole.Config{Addr: c.addr, HostKeyPath: c.hostKey, Reviewers: reviewers,
+		NewReviewerBackend: newBackend, Options: opts, Logger: logger.With("subsystem", "ssh")})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Stderr, "airlock console: serving over SSH on %s for %d reviewer key(s)\n", c.addr, len(reviewers))
+	return srv.ListenAndServe(ctx)
 }
