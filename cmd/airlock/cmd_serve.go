@@ -29,6 +29,7 @@ import (
 	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/broker/ratelimit"
 	"github.com/airlock/airlock/broker/risk"
+	"github.com/airlock/airlock/internal/webhook"
 	"github.com/airlock/airlock/sandbox"
 )
 
@@ -61,6 +62,11 @@ type serveConfig struct {
 	AuditDB string
 	// Name is this broker's name (audit rows, leases); default host-pid.
 	Name string
+	// Webhook posts Slack-compatible notices about calls that wait longer
+	// than WebhookAfter or score at or above WebhookBand.
+	Webhook      string
+	WebhookAfter time.Duration
+	WebhookBand  string
 }
 
 func (c *serveConfig) auditPath() string {
@@ -144,6 +150,9 @@ func runServe(ctx context.Context, e env) error {
 	fs.BoolVar(&c.Plaintext, "plaintext", false, "allow an unencrypted bus beyond loopback (not recommended)")
 	fs.StringVar(&c.AuditDB, "audit-db", "", "audit database (default DATA/audit.db); with --nats, brokers may share one file: one elected writer applies the audit stream")
 	fs.StringVar(&c.Name, "name", "", "this broker's name (default host-pid)")
+	fs.StringVar(&c.Webhook, "webhook", "", "post Slack-compatible notices to this URL (call id and a one-line summary, never the arguments)")
+	fs.DurationVar(&c.WebhookAfter, "webhook-after", 2*time.Minute, "with --webhook: notify about calls waiting longer than this")
+	fs.StringVar(&c.WebhookBand, "webhook-band", "high", "with --webhook: notify at once about waiting calls in this risk band or above")
 	if err := parseFlags(fs, e.Args); err != nil {
 		return err
 	}
@@ -218,7 +227,8 @@ type service struct {
 	nc     *nats.Conn
 	http   *http.Server
 	// MetricsURL is where /metrics is served, when enabled.
-	MetricsURL string
+	MetricsURL  string
+	stopWebhook func(context.Context)
 	// The fleet's audit writer, when this broker campaigns for it.
 	stopWriter context.CancelFunc
 	writerDone chan struct{}
@@ -368,6 +378,21 @@ func startServe(ctx context.Context, c serveConfig, logger *slog.Logger) (*servi
 		return nil, err
 	}
 	s.Broker = b
+	if c.Webhook != "" {
+		n, err := webhook.New(c.Webhook, webhook.WithWaitThreshold(c.WebhookAfter), webhook.WithMinBand(c.WebhookBand),
+			webhook.WithLogger(logger.With("subsystem", "webhook")))
+		if err != nil {
+			return nil, err
+		}
+		n.Start()
+		wc, err := client.New(s.nc, client.WithPrefix(c.Prefix))
+		if err != nil {
+			return nil, err
+		}
+		wctx, cancel := context.WithCancel(context.Background())
+		s.stopWebhook = func(ctx context.Context) { cancel(); _ = n.Close(ctx) }
+		go n.Watch(wc.WatchPending(wctx))
+	}
 	ok = true
 	return s, nil
 }
@@ -419,6 +444,9 @@ func (s *service) Close(ctx context.Context) error {
 	var errs []error
 	if s.http != nil {
 		_ = s.http.Shutdown(ctx)
+	}
+	if s.stopWebhook != nil {
+		s.stopWebhook(ctx)
 	}
 	if s.Broker != nil {
 		errs = append(errs, s.Broker.Close(ctx))
