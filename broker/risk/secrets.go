@@ -31,7 +31,7 @@ var (
 	reJWT         = regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}`)
 	rePEM         = regexp.MustCompile(`-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY( BLOCK)?-----`)
 	rePublicBlock = regexp.MustCompile(`(?s)-----BEGIN [A-Z0-9 ]*(?:PUBLIC KEY|CERTIFICATE)[A-Z0-9 ]*-----.*?-----END [A-Z0-9 ]*-----`)
-	reAssign      = regexp.MustCompile(`(?i)([A-Za-z0-9_.\-]*(?:password|passwd|passphrase|pwd|secret|api[_-]?key|apikey|access[_-]?key|auth[_-]?token|access[_-]?token|refresh[_-]?token|client[_-]?secret|private[_-]?key|token|credential)[A-Za-z0-9_.\-]*)["']?\s*(?:=|:|=>)\s*["']?([^\s"',;<>{}()\[\]]{6,})`)
+	reAssign      = regexp.MustCompile(`(?i)([A-Za-z0-9_.\-]*(?:password|passwd|passphrase|pwd|secret|api[_-]?key|apikey|access[_-]?key|auth[_-]?token|access[_-]?token|refresh[_-]?token|client[_-]?secret|private[_-]?key|token|credential)[A-Za-z0-9_.\-]*)["']?(?:\s*(?:=|:|=>)\s*|\s+is\s+)["']?([^\s"',;<>{}()\[\]]{6,})`)
 	reBearer      = regexp.MustCompile(`(?i)\b(bearer|basic|token)\s+([A-Za-z0-9._~+/=-]{16,})`)
 	reURLPass     = regexp.MustCompile(`\b[a-z][a-z0-9+.-]*://[^/\s:@]+:([^/\s@]{3,})@[^\s/]+`)
 )
@@ -102,7 +102,7 @@ func findSecrets(s string) []secretHit {
 	}
 	if strings.Contains(s, "://") && strings.Contains(s, "@") {
 		if m := reURLPass.FindStringSubmatch(s); m != nil && !placeholder(m[1]) {
-			add("password in a URL", "", 0.8)
+			add("password in a URL", "", 0.9)
 		}
 	}
 	var ws wordSet
@@ -243,7 +243,8 @@ func placeholder(v string) bool {
 	case '$', '%', '<', '{', '[', '*', '(':
 		return true
 	}
-	for _, p := range []string{"xxx", "***", "...", "…", "changeme", "change_me", "your", "example", "placeholder", "redacted", "dummy", "sample", "todo", "fixme", "secret_here", "here", "env(", "environ", "process.env", "getenv", "vault", "none", "null", "undefined", "false", "true", "os.", "settings.", "config.", "self.", "input(", "getpass", "prompt", "required", "optional", "string", "str", "hunter2", "demo", "fake", "test"} {
+	for _, p := range []string{"xxx", "***", "...", "…", "changeme", "change_me", "your", "example", "placeholder", "redacted", "dummy", "sample", "todo", "fixme", "secret_here", "here", "env(", "environ", "process.env", "getenv", "vault", "none", "null", "undefined", "false", "true", "os.", "settings.", "config.", "self.", "input(", "getpass", "prompt", "required", "optional", "string", "str", "hunter2", "demo", "fake", "test", "incorrect", "invalid", "wrong", "expired", "correct",
+		"changed", "reset", "missing", "stored", "rotated", "needed", "protected", "encrypted", "hashed", "set", "same", "sent"} {
 		if strings.Contains(lv, p) {
 			return true
 		}

@@ -263,6 +263,17 @@ func (a *analysis) privilege() {
 	if rk == 0 {
 		return
 	}
+	for _, l := range a.leaves {
+		if (l.key == "action" || l.key == "operation" || l.key == "op" || l.key == "mode") && !l.isNum {
+			switch strings.ToLower(strings.TrimSpace(l.s)) {
+			case "revoke", "remove", "delete", "disable", "unassign", "demote":
+				return // taking a role away
+			}
+		}
+	}
+	if containsAny(a.tool, "revoke", "remove", "unassign", "demote") {
+		return
+	}
 	lw := strings.ToLower(who)
 	agent := strings.ToLower(a.call.Agent)
 	var w float64
