@@ -170,6 +170,9 @@ func runServe(ctx context.Context, e env) error {
 	}
 	fmt.Fprintf(e.Stderr, "airlock serve: broker %s on %s · data %s · policy %s (%d tools)\n",
 		broker.Version, srv.URL, c.Data, c.Policy, len(srv.Broker.Policy().Tools))
+	for _, w := range srv.Broker.Policy().Warnings {
+		fmt.Fprintf(e.Stderr, "airlock serve: policy warning: %s\n", w)
+	}
 	if srv.Broker.Policy().Auth == nil && c.NATS == "" {
 		fmt.Fprintln(e.Stderr, "airlock serve: no auth: section in the policy: any local process can submit and review; listening on loopback only")
 	} else if auth.Enabled(srv.Broker.Policy()) {
@@ -188,6 +191,9 @@ func runServe(ctx context.Context, e env) error {
 				logger.Error("policy reload failed; keeping the old policy", "err", err)
 				fmt.Fprintf(e.Stderr, "airlock serve: reload failed, keeping the old policy: %v\n", err)
 				continue
+			}
+			for _, w := range p.Warnings {
+				fmt.Fprintf(e.Stderr, "airlock serve: policy warning: %s\n", w)
 			}
 			srv.Broker.SetPolicy(p)
 			logger.Info("policy reloaded", "digest", p.Digest)
