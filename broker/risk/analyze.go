@@ -5,6 +5,7 @@ import (
 	"net/mail"
 	"net/url"
 	"path"
+	"regexp"
 	"strings"
 
 	"github.com/airlock/airlock"
@@ -44,6 +45,8 @@ type analysis struct {
 }
 
 type novel struct{ kind, value string }
+
+var reURL = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>]+`)
 
 var (
 	recipientKeys = setOf("to", "cc", "bcc", "recipient", "recipients", "email_to", "to_address", "to_addresses", "reply_to", "forward_to", "send_to", "emails")
@@ -473,6 +476,20 @@ func (a *analysis) secrets() {
 				a.classes["secret_egress"] = d
 			}
 			continue
+		}
+		if h.vendor == "" && a.org != nil && strings.Contains(l.s, "://") {
+			// A token inside a link to the org's own service (a reset or
+			// unsubscribe link) is how the service works, not a leak.
+			stripped := reURL.ReplaceAllStringFunc(l.s, func(u string) string {
+				if t, ok := parseTarget(u); ok && t.user == "" && a.org.hostInside(t.host) {
+					return " "
+				}
+				return u
+			})
+			if stripped != l.s && len(findSecrets(stripped)) == 0 {
+				a.f.add(FactorSecret, 0.2, h.kind+" inside a link to an org host in "+l.path)
+				continue
+			}
 		}
 		a.f.add(FactorSecret, h.weight, h.kind+" in "+l.path)
 		if h.weight >= 0.8 {

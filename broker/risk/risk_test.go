@@ -263,6 +263,7 @@ func TestSecrets(t *testing.T) {
 		{"git-sha-and-uuid", "create_ticket", body("fixed in 3f2a9c1e8b7d6a5f4e3d2c1b0a9f8e7d6c5b4a39, run 1b4e28ba-2fa1-11d2-883f-0016d3cca427"), FactorSecret},
 		{"vault-path", "create_ticket", body("stored under secret/data/ci/aws"), FactorSecret},
 		{"password-policy-prose", "create_ticket", body("The password policy: passwords need 12 characters."), FactorSecret},
+		{"reset-link-to-org", "send_email", map[string]any{"to": []any{"client@gmail.com"}, "body": "Reset your password: https://app.globex.io/reset?token=8fK2mQ9xLp4RtZ7vWb3NcY6s"}, FactorExfiltration},
 		{"password-is-incorrect", "create_ticket", body("Login fails: the password is incorrect after the reset."), FactorSecret},
 		{"org-bearer-to-org", "http_request", map[string]any{"method": "GET", "url": "https://api.globex.io/me", "headers": map[string]any{"Authorization": "Bearer 8fK2mQ9xLp4RtZ7vWb3NcY6s"}}, FactorExfiltration},
 	})
