@@ -352,9 +352,9 @@ func secCall(id, agent, tool string, args map[string]any) *airlock.ToolCall {
 	return &airlock.ToolCall{ID: id, Agent: agent, User: "u1", Org: "acme", Session: "s1", Tool: tool, Arguments: args}
 }
 
-// TestBusPermissions: the server itself refuses what an identity may not say
+// TestThreat_ImpersonationOnTheBus: the server itself refuses what an identity may not say
 // or hear.
-func TestBusPermissions(t *testing.T) {
+func TestThreat_ImpersonationOnTheBus(t *testing.T) {
 	h := startSec(t, "")
 	ch := h.submitAsync("a1", secCall("p1", "a1", "execute_sql", map[string]any{"query": "SELECT 1"}))
 	p := h.waitPending("p1")
@@ -494,10 +494,10 @@ func TestBusPermissions(t *testing.T) {
 	})
 }
 
-// TestSignedVerdicts: each forged, altered, replayed, stale or self-made
+// TestThreat_ForgedOrReplayedApproval: each forged, altered, replayed, stale or self-made
 // verdict is refused and audited; a good one is accepted and its signature
 // is audited and verifiable.
-func TestSignedVerdicts(t *testing.T) {
+func TestThreat_ForgedOrReplayedApproval(t *testing.T) {
 	h := startSec(t, "")
 	bob := h.reviewer("bob")
 	ch := h.submitAsync("a1", &airlock.ToolCall{ID: "v1", Agent: "a1", User: "mallory", Org: "acme", Session: "s1",
