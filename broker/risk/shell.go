@@ -95,6 +95,13 @@ func analyzeShell(cmd string, depth int) shellFacts {
 			if ce, ok := n.Cmd.(*syntax.CallExpr); ok && len(ce.Args) > 0 {
 				s := toSimple(ce, n.Redirs)
 				checkSimple(&s, &f, depth)
+				if downloaders[s.name] || decoders[s.name] {
+					for _, r := range n.Redirs {
+						if r.Op == syntax.RdrOut || r.Op == syntax.AppOut || r.Op == syntax.RdrClob {
+							f.fetched = append(f.fetched, wordStr(r.Word))
+						}
+					}
+				}
 			}
 			for _, r := range n.Redirs {
 				checkRedirect(r, &f)
@@ -121,6 +128,10 @@ func analyzeShell(cmd string, depth int) shellFacts {
 		return true
 	})
 	fetchedAndRun(&f)
+	if low := strings.ToLower(cmd); containsAny(low, "socket", "fsockopen", "tcpsocket", "net.socket", "/dev/tcp") &&
+		containsAny(low, "/bin/sh", "/bin/bash", "sh -i", "bash -i", "cmd.exe", "powershell") && containsAny(low, "exec", "spawn", "system", "popen", "dup2", "<&", ">&", "subprocess") {
+		f.add(FactorShellDanger, 1, "a socket wired to a shell (reverse shell)")
+	}
 	return f
 }
 
@@ -340,7 +351,7 @@ func systemPath(p string) (float64, string) {
 		return 0, ""
 	}
 	low := strings.ToLower(p)
-	for _, rc := range []string{".bashrc", ".bash_profile", ".profile", ".zshrc", ".zprofile", ".bash_login", ".bash_logout", ".config/fish/config.fish", ".ssh/authorized_keys", ".ssh/config", ".config/autostart", "library/launchagents", ".config/systemd/user"} {
+	for _, rc := range []string{".bashrc", ".bash_profile", ".profile", ".zshrc", ".zprofile", ".bash_login", ".bash_logout", ".config/fish/config.fish", ".ssh/authorized_keys", ".ssh/config", ".config/autostart", "library/launchagents", ".config/systemd/user", ".git/hooks"} {
 		if strings.HasSuffix(low, rc) || strings.Contains(low, rc+"/") {
 			return 1, "persistence via " + p
 		}
@@ -522,6 +533,17 @@ func checkSimple(s *simple, f *shellFacts, depth int) {
 			mode = targets[0]
 			targets = targets[1:]
 		}
+		if s.name == "chattr" || s.name == "setfacl" {
+			targets, mode = nf, strings.Join(s.args[:len(s.args)-len(nf)], " ")
+			for i, a := range s.args {
+				if a == "-m" && i+1 < len(s.args) { // setfacl -m ACL FILE
+					mode = s.args[i+1]
+				}
+			}
+			if len(targets) > 0 && targets[0] == mode {
+				targets = targets[1:]
+			}
+		}
 		if s.name == "chmod" && restrictiveMode(mode) {
 			targets = nil // tightening permissions changes nothing for the worse
 		}
@@ -552,7 +574,7 @@ func checkSimple(s *simple, f *shellFacts, depth int) {
 		f.add(FactorShellDanger, 0.5, "schedules a job with "+s.name)
 	case "systemctl", "launchctl", "update-rc.d", "chkconfig":
 		if containsArg(s.args, "enable") || containsArg(s.args, "load") || containsArg(s.args, "bootstrap") {
-			f.add(FactorShellDanger, 0.6, s.name+" "+strings.Join(s.args, " ")+" (persistence)")
+			f.add(FactorShellDanger, 0.9, s.name+" "+clip(strings.Join(s.args, " "), 50)+" (persistence)")
 		}
 	case "tee", "cp", "mv", "install", "ln", "rsync", "sed", "truncate", "touch", "mount", "usermod", "useradd", "passwd", "visudo", "tar", "unzip":
 		targets := nf
