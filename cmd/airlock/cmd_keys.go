@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -103,7 +104,11 @@ func (c *connFlags) options(role, name string) ([]client.Option, string, *client
 	}
 	if key != nil && role == client.RoleReviewer {
 		kp := key.KeyPair()
-		opts = append(opts, client.WithReviewSigner(func(r *airlock.Review) error { return auth.SignReview(kp, r) }))
+		opts = append(opts, client.WithReviewSigner(func(r *airlock.Review) error {
+			// Signed as sent: the broker allows ±2 minutes.
+			r.Timestamp = time.Now().UTC()
+			return auth.SignReview(kp, r)
+		}))
 	}
 	return opts, name, key, nil
 }

@@ -404,3 +404,60 @@ func authFlowTLS(t *testing.T, url string, k secKeys, c certs) {
 		t.Fatalf("over TLS: %+v", d)
 	}
 }
+
+// TestConsoleBackendSigns: the console's backend, given --key, signs the
+// verdicts the TUI sends (which carry no signature), and the broker takes
+// them; without the key the same verdict is refused as unsigned.
+func TestConsoleBackendSigns(t *testing.T) {
+	k := makeSecKeys(t, false)
+	url := startAuthServe(t, k)
+	ak, _ := client.LoadKey(k.agent)
+	agent, err := client.Connect(url, nil, client.WithKey(ak), client.WithAttemptTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan airlock.Decision, 1)
+	go func() {
+		d, _ := agent.Submit(ctx, &airlock.ToolCall{ID: "con1", Agent: "a1", Tool: "execute_sql", Arguments: map[string]any{"query": "SELECT 2"}})
+		done <- d
+	}()
+	cf := &connFlags{key: k.reviewer}
+	opts, name, _, err := cf.options(client.RoleReviewer, "")
+	if err != nil || name != "bob" {
+		t.Fatalf("options: %q %v", name, err)
+	}
+	c, err := client.Connect(url, nil, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var p *airlock.Pending
+	for p == nil {
+		if p, err = c.GetPending(ctx, "con1"); err != nil {
+			if ctx.Err() != nil {
+				t.Fatalf("never pending: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// What tui.Model.send builds: no signature, no policy version.
+	r := airlock.Review{CallID: "con1", Action: airlock.ActionApprove, Reviewer: "bob", ArgsHash: p.ArgsHash,
+		Timestamp: time.Now(), Nonce: "tui-nonce-1"}
+	unsigned, err := client.New(c.Conn()) // same connection, no signer
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := newConsoleBackend(unsigned, nil).Decide(ctx, r); err != nil || rep.Accepted || !strings.Contains(rep.Error, "unsigned") {
+		t.Fatalf("unsigned console verdict: %+v %v", rep, err)
+	}
+	r.Nonce = "tui-nonce-2"
+	if rep, err := newConsoleBackend(c, nil).Decide(ctx, r); err != nil || !rep.Accepted {
+		t.Fatalf("signed console verdict: %+v %v", rep, err)
+	}
+	if d := <-done; d.Verdict != airlock.VerdictApproved || d.DecidedBy != "reviewer:bob" {
+		t.Fatalf("agent got %+v", d)
+	}
+}
