@@ -55,6 +55,23 @@ func analyzePython(code string, depth int) shellFacts {
 		(strings.Contains(low, "b64decode") || strings.Contains(low, "urlopen") || strings.Contains(low, "requests.get") || strings.Contains(low, "marshal.loads") || strings.Contains(low, "zlib.decompress")) {
 		f.add(FactorShellDanger, 0.8, "python exec/eval of decoded or downloaded code")
 	}
+	// SQL run through a DB-API cursor or an ORM session.
+	for _, call := range []string{".execute(", ".executemany(", ".executescript(", ".exec_driver_sql(", ".raw("} {
+		for off := 0; ; {
+			i := strings.Index(code[off:], call)
+			if i < 0 {
+				break
+			}
+			i += off + len(call)
+			off = i
+			args := pyCallArgs(strings.TrimPrefix(strings.TrimLeft(code[i:], " \n"), "text("))
+			if len(args) > 0 && looksLikeSQL(args[0]) {
+				for _, x := range analyzeSQL(args[0]).findings {
+					f.add(x.name, x.weight, strings.TrimSuffix(strings.TrimPrefix(call, "."), "(")+": "+x.detail)
+				}
+			}
+		}
+	}
 	for off := 0; ; {
 		i := strings.Index(code[off:], "rmtree(")
 		if i < 0 {

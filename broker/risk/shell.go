@@ -672,6 +672,24 @@ func checkSimple(s *simple, f *shellFacts, depth int) {
 				f.add(FactorExfiltration, w, s.name+" "+clip(a, 60)+": "+why)
 			}
 		}
+	case "psql", "mysql", "mariadb", "sqlite3", "clickhouse-client", "cockroach", "snowsql", "bq", "sqlcmd", "duckdb":
+		// SQL handed to a database client is checked like execute_sql.
+		for i, a := range s.args {
+			q := ""
+			switch {
+			case (a == "-c" || a == "-e" || a == "--command" || a == "--execute" || a == "-q" || a == "--query" || a == "-Q") && i+1 < len(s.args):
+				q = s.args[i+1]
+			case strings.HasPrefix(a, "--command=") || strings.HasPrefix(a, "--execute=") || strings.HasPrefix(a, "--query="):
+				q = a[strings.IndexByte(a, '=')+1:]
+			case (s.name == "sqlite3" || s.name == "duckdb" || s.name == "bq") && i > 0 && !strings.HasPrefix(a, "-") && looksLikeSQL(a):
+				q = a
+			}
+			if q != "" {
+				for _, x := range analyzeSQL(q).findings {
+					f.add(x.name, x.weight, s.name+": "+x.detail)
+				}
+			}
+		}
 	case "history":
 		if hasFlag(s.args, 'c') {
 			f.add(FactorShellDanger, 0.5, "clears shell history")
