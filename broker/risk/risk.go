@@ -24,38 +24,37 @@ import (
 // Factor names. They are stable: policies tune them by name and the audit
 // log stores them.
 const (
-	FactorDestructiveSQL   = "destructive_sql"
-	FactorShellDanger      = "shell_danger"
-	FactorEgress           = "egress"
-	FactorExfiltration     = "exfiltration"
-	FactorSecret           = "secret"
-	FactorSensitivePath    = "sensitive_path"
-	FactorSSRF             = "ssrf"
-	FactorInjection        = "injection"
-	FactorUnicode          = "unicode_deception"
-	FactorTerminalEscape   = "terminal_escape"
-	FactorNoveltyTool      = "novelty_tool"
-	FactorNoveltyValue     = "novelty_value"
-	FactorChain            = "chain"
-	FactorPolicyRule       = "policy_rule"
-	FactorOversized        = "oversized"
-	FactorFinancial        = "financial"
-	FactorPrivilege        = "privilege"
-	FactorRatePressure     = "rate_pressure"
-	defaultBandMedium      = 25
-	defaultBandHigh        = 50
-	defaultBandCritical    = 80
-	defaultMinHistory      = 5
-	defaultMaxSessions     = 10000
-	defaultMaxAgents       = 10000
-	defaultSessionEvents   = 64
-	defaultAgentValues     = 4096
-	defaultAgentTools      = 512
-	maxAnalyzedLeafBytes   = 256 << 10
-	maxAnalyzedTotalBytes  = 1 << 20
-	maxAnalyzedLeaves      = 4096
-	maxWalkDepthForLeaves  = 128
-	maxFindingsPerCallSoft = 64
+	FactorDestructiveSQL  = "destructive_sql"
+	FactorShellDanger     = "shell_danger"
+	FactorEgress          = "egress"
+	FactorExfiltration    = "exfiltration"
+	FactorSecret          = "secret"
+	FactorSensitivePath   = "sensitive_path"
+	FactorSSRF            = "ssrf"
+	FactorInjection       = "injection"
+	FactorUnicode         = "unicode_deception"
+	FactorTerminalEscape  = "terminal_escape"
+	FactorNoveltyTool     = "novelty_tool"
+	FactorNoveltyValue    = "novelty_value"
+	FactorChain           = "chain"
+	FactorPolicyRule      = "policy_rule"
+	FactorOversized       = "oversized"
+	FactorFinancial       = "financial"
+	FactorPrivilege       = "privilege"
+	FactorRatePressure    = "rate_pressure"
+	defaultBandMedium     = 25
+	defaultBandHigh       = 50
+	defaultBandCritical   = 80
+	defaultMinHistory     = 5
+	defaultMaxSessions    = 10000
+	defaultMaxAgents      = 10000
+	defaultSessionEvents  = 64
+	defaultAgentValues    = 4096
+	defaultAgentTools     = 512
+	maxAnalyzedLeafBytes  = 256 << 10
+	maxAnalyzedTotalBytes = 1 << 20
+	maxAnalyzedLeaves     = 4096
+	maxWalkDepthForLeaves = 128
 )
 
 // DefaultPoints are the points a factor scores at full weight, before the

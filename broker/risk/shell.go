@@ -16,7 +16,6 @@ type shellFacts struct {
 	remotes  map[string]string // git remote add NAME URL
 	pushes   []string          // git push REMOTE
 	network  string            // the first network command, if any
-	parsed   bool
 	uploads  []string          // local files a command sends (curl -F f=@file, -T file)
 	fetched  []string          // files written by curl -o / wget -O
 	vars     map[string]string // X=value assignments seen so far, for $X
@@ -71,7 +70,6 @@ func analyzeShell(cmd string, depth int) shellFacts {
 		}
 		return f
 	}
-	f.parsed = true
 	f.vars = map[string]string{}
 	assign := func(as []*syntax.Assign) {
 		for _, a := range as {

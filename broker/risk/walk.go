@@ -160,10 +160,6 @@ func cutUTF8(s string, n int) string {
 	return s[:n]
 }
 
-// shortPath drops the leading "arguments." for details ("arguments.body" is
-// what reviewers see in the console, so keep it).
-func shortPath(p string) string { return p }
-
 // clip shortens a value for a detail line: control characters become
 // spaces and invisible or direction-changing characters are written out
 // (\u200b, \u202e) so the reviewer sees what is really there.
