@@ -57,7 +57,8 @@ type clock struct {
 	now time.Time
 }
 
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
 func (c *clock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
@@ -77,6 +78,38 @@ type secHarness struct {
 	clock *clock
 	keys  map[string]*client.Key // "agent/a1", "reviewer/bob"
 	files map[string]string
+	peer  nkeys.KeyPair // a second broker identity (peerBroker)
+}
+
+// peerBroker starts a second broker on the same NATS system, with its own
+// identity and its own audit log, sharing the JetStream state.
+func (h *secHarness) peerBroker() *broker.Broker {
+	h.t.Helper()
+	pub, _ := h.peer.PublicKey()
+	nc, err := nats.Connect(h.srv.ClientURL(), nats.Nkey(pub, h.peer.Sign))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	dir := h.t.TempDir()
+	log, err := audit.Open(audit.PathIn(dir))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	b, err := broker.New(nc, broker.Config{Policy: h.pol, Audit: log, Scorer: risk.New(h.pol), Name: "peer-broker", Clock: h.clock.Now})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = b.Close(ctx)
+		nc.Close()
+		_ = log.Close(ctx)
+	})
+	return b
 }
 
 var secIdentities = []struct{ role, name string }{
@@ -139,8 +172,12 @@ func startSecPolicy(t testing.TB, text string, opts ...func(*broker.Config)) *se
 		t.Fatal(err)
 	}
 	selfPub, _ := self.PublicKey()
+	if h.peer, err = auth.NewKey(); err != nil {
+		t.Fatal(err)
+	}
+	peerPub, _ := h.peer.PublicKey()
 	h.srv, err = broker.StartEmbedded(broker.EmbeddedOptions{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(h.dir, "nats"),
-		Configure: func(o *server.Options) error { return auth.Configure(o, pol, "airlock", selfPub) }})
+		Configure: func(o *server.Options) error { return auth.Configure(o, pol, "airlock", selfPub, peerPub) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -589,14 +626,30 @@ func TestThreat_ForgedOrReplayedApproval(t *testing.T) {
 		if rep.Accepted || !strings.Contains(rep.Error, "replayed") {
 			t.Fatalf("replay: %+v", rep)
 		}
+		// On another broker of the same NATS system too (the nonce lives in
+		// the shared state bucket), even for a call still waiting.
+		ch := h.submitAsync("a1", secCall("v2", "a1", "execute_sql", map[string]any{"query": "SELECT 3"}))
+		p2 := h.waitPending("v2")
+		first := h.sign("bob", airlock.Review{CallID: "v2", Action: airlock.ActionDeny, ArgsHash: p2.ArgsHash, PolicyVersion: p2.PolicyVersion, Nonce: "once"})
+		second := h.sign("bob", airlock.Review{CallID: "v2", Action: airlock.ActionApprove, ArgsHash: p2.ArgsHash, PolicyVersion: p2.PolicyVersion, Nonce: "once"})
+		peer := h.peerBroker()
+		if rep := h.b.Review(ctx, first); !rep.Accepted {
+			t.Fatalf("first verdict: %+v", rep)
+		}
+		if rep := peer.Review(ctx, second); rep.Accepted || !strings.Contains(rep.Error, "replayed") {
+			t.Fatalf("nonce reused on another broker: %+v", rep)
+		}
+		if d := <-ch; d.Verdict != airlock.VerdictDenied {
+			t.Fatalf("v2: %s", d.Verdict)
+		}
 		if got := h.refusedReviews("v1"); !strings.Contains(strings.Join(got, "|"), "replayed") {
 			t.Fatalf("replay not audited: %v", got)
 		}
 	})
 	t.Run("audit-proves-who-approved", func(t *testing.T) {
 		n, err := auth.VerifyAuditedReviews(h.db(), auth.ReviewerKeys(h.pol))
-		if err != nil || n != 1 {
-			t.Fatalf("verify signatures: %d checked, %v; want 1, nil", n, err)
+		if err != nil || n != 2 {
+			t.Fatalf("verify signatures: %d checked, %v; want 2 (v1's approval, v2's denial), nil", n, err)
 		}
 		keys := auth.ReviewerKeys(h.pol)
 		keys["bob"] = keys["carol"]
@@ -823,9 +876,9 @@ func TestThreat_OffPeakTiming(t *testing.T) {
 		got, _ := h.verdicts("a1", calls)
 		return got[airlock.VerdictApproved]
 	}
-	h.clock.now = time.Date(2026, 12, 5, 3, 0, 0, 0, time.UTC) // quiet night
+	h.clock.Set(time.Date(2026, 12, 5, 3, 0, 0, 0, time.UTC)) // quiet night
 	night := burst("nightowl", "night")
-	h.clock.now = time.Date(2026, 12, 5, 14, 0, 0, 0, time.UTC) // busy afternoon
+	h.clock.Set(time.Date(2026, 12, 5, 14, 0, 0, 0, time.UTC)) // busy afternoon
 	for u := 0; u < 10; u++ {
 		burst(fmt.Sprintf("busy%d", u), fmt.Sprintf("busy%d-", u))
 	}
