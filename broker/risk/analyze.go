@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/airlock/airlock"
@@ -113,11 +114,11 @@ func (s *Scorer) analyze(call *airlock.ToolCall) *analysis {
 			}
 			shellText = append(shellText, s)
 		case codeKeys[base] || (base == "script" && pyTool) || (pyTool && (base == "source" || base == "input")):
-			if pyTool || strings.Contains(s, "import ") || strings.Contains(s, "def ") {
-				facts := analyzePython(s, 0)
-				a.mergeShell(&facts, l.path)
-			} else if shellTool {
+			if shellTool && !pyTool && !strings.Contains(s, "import ") && !strings.Contains(s, "(") {
 				shellText = append(shellText, s)
+			} else {
+				facts := analyzePython(s, 0) // Python, or code with shell strings in calls
+				a.mergeShell(&facts, l.path)
 			}
 		case (base == "args" || base == "argv") && shellTool:
 			p := l.path
@@ -128,8 +129,13 @@ func (s *Scorer) analyze(call *airlock.ToolCall) *analysis {
 			continue
 		}
 	}
-	for _, argv := range shellArgv {
-		shellText = append(shellText, strings.Join(argv, " "))
+	argvKeys := make([]string, 0, len(shellArgv))
+	for k := range shellArgv {
+		argvKeys = append(argvKeys, k)
+	}
+	slices.Sort(argvKeys)
+	for _, k := range argvKeys {
+		shellText = append(shellText, strings.Join(shellArgv[k], " "))
 	}
 	for _, cmd := range shellText {
 		facts := analyzeShell(cmd, 0)

@@ -7,7 +7,9 @@ import (
 // pyShellCalls are Python calls whose string argument is a shell command.
 var pyShellCalls = []string{".system(", ".popen(", "subprocess.run(", "subprocess.call(", "subprocess.Popen(",
 	"subprocess.check_output(", "subprocess.check_call(", "subprocess.getoutput(", "subprocess.getstatusoutput(",
-	"os.execv(", "os.execvp(", "os.spawnv(", "pty.spawn(", "commands.getoutput("}
+	"os.execv(", "os.execvp(", "os.spawnv(", "pty.spawn(", "commands.getoutput(",
+	// Node, PHP and Java equivalents, for code tools in other languages.
+	".execSync(", ".spawnSync(", "child_process.exec(", "shell_exec(", "passthru(", ".getRuntime().exec("}
 
 // analyzePython looks at Python source cheaply: shell strings handed to
 // os.system/subprocess are parsed as shell, string literals that look like
