@@ -581,6 +581,17 @@ risk:
 	}
 }
 
+func TestTypedArguments(t *testing.T) {
+	s := New(testPolicy())
+	r := s.Score(call("send_email", map[string]any{"to": []string{"x@gmail.com"}, "headers": map[string]string{"X": "\x1b[2J"}, "n": int32(3)}))
+	if _, ok := factor(r, FactorEgress); !ok {
+		t.Fatalf("[]string recipients: got %+v, want egress", r.Factors)
+	}
+	if _, ok := factor(r, FactorTerminalEscape); !ok {
+		t.Fatalf("map[string]string values: got %+v, want terminal_escape", r.Factors)
+	}
+}
+
 func TestScoreShape(t *testing.T) {
 	p := testPolicy()
 	p.Risk.Points = map[string]int{FactorDestructiveSQL: 90}

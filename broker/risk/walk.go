@@ -3,6 +3,7 @@ package risk
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -122,9 +123,39 @@ func walk(args map[string]any) ([]leaf, sizeStats) {
 			st.bytes += 5
 		case nil:
 			st.bytes += 4
+		default:
+			// Go callers may pass typed values ([]string, map[string]string,
+			// structs): look at them through their JSON form.
+			if conv, ok := jsonShape(v); ok {
+				stack = append(stack, walkItem{v: conv, path: it.path, key: it.key, depth: it.depth})
+			}
 		}
 	}
 	return leaves, st
+}
+
+// jsonShape converts a typed Go value to the generic JSON shape
+// (map[string]any, []any, string, float64, bool) by a JSON round trip.
+func jsonShape(v any) (any, bool) {
+	switch v.(type) {
+	case float32, int8, int16, int32, uint, uint8, uint16, uint32, uint64:
+	default:
+		rv := reflect.ValueOf(v)
+		switch rv.Kind() {
+		case reflect.Slice, reflect.Array, reflect.Map, reflect.Struct, reflect.Pointer, reflect.String:
+		default:
+			return nil, false
+		}
+	}
+	b, err := json.Marshal(v)
+	if err != nil || len(b) > maxAnalyzedTotalBytes {
+		return nil, false
+	}
+	var out any
+	if json.Unmarshal(b, &out) != nil {
+		return nil, false
+	}
+	return out, true
 }
 
 func joinKey(base, k string) string {
