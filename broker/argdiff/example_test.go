@@ -17,5 +17,6 @@ func ExampleRender() {
 	//       Hi Ann,
 	//     - numbers attached.
 	//     + full export attached.
+	//     ~ [-numbers-] {+full export+} attached.
 	//       Best
 }

@@ -114,7 +114,53 @@ func renderLines(b *strings.Builder, edits []LineEdit, width int) {
 			prefix = "    - "
 		}
 		b.WriteString(cut(prefix+escape(e.Text), width) + "\n")
+		// A line replaced by one other line: show the words that changed.
+		if e.Op == LineAdded && i > 0 && edits[i-1].Op == LineRemoved &&
+			(i < 2 || edits[i-2].Op != LineRemoved) && (i+1 >= len(edits) || edits[i+1].Op != LineAdded) {
+			if w := wordDiff(edits[i-1].Text, e.Text); w != "" {
+				b.WriteString(cut("    ~ "+escape(w), width) + "\n")
+			}
+		}
 	}
+}
+
+// wordDiff marks the words that differ between two lines as [-old-]{+new+},
+// keeping the words they share; "" when the lines share no word.
+func wordDiff(a, b string) string {
+	aw, bw := strings.Fields(a), strings.Fields(b)
+	if len(aw)*len(bw) > 1<<16 || len(aw) == 0 || len(bw) == 0 {
+		return ""
+	}
+	edits := lcs(aw, bw)
+	var out []string
+	same := 0
+	var del, add []string
+	flush := func() {
+		if len(del) > 0 {
+			out = append(out, "[-"+strings.Join(del, " ")+"-]")
+		}
+		if len(add) > 0 {
+			out = append(out, "{+"+strings.Join(add, " ")+"+}")
+		}
+		del, add = nil, nil
+	}
+	for _, e := range edits {
+		switch e.Op {
+		case LineEqual:
+			flush()
+			out = append(out, e.Text)
+			same++
+		case LineRemoved:
+			del = append(del, e.Text)
+		case LineAdded:
+			add = append(add, e.Text)
+		}
+	}
+	flush()
+	if same == 0 {
+		return ""
+	}
+	return strings.Join(out, " ")
 }
 
 // value renders a JSON value compactly, strings quoted, escapes visible.
