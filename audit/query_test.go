@@ -1,11 +1,14 @@
 package audit
 
 import (
+	"database/sql"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/airlock/airlock"
 )
 
 func ids(ds []Decision) []string {
@@ -161,5 +164,58 @@ func TestReport(t *testing.T) {
 		if !strings.Contains(b.String(), s) {
 			t.Errorf("report lacks %q:\n%s", s, b.String())
 		}
+	}
+}
+
+// TestSearchIndexCatchUp: events appended by a writer without FTS5 (here:
+// straight SQL, as such a binary leaves them) are found by search at once
+// through the LIKE tail, and indexed when an FTS5 writer opens the log.
+func TestSearchIndexCatchUp(t *testing.T) {
+	path := newFixture(t, fixtureBase)
+	if r := openRO(t, path); !r.FullText() {
+		t.Skip("FTS5 not compiled in (go test -tags sqlite_fts5 runs this)")
+	}
+	tamper(t, path, func(db *sql.DB) error {
+		var seq int64
+		var prev string
+		if err := db.QueryRow("SELECT seq, hash FROM event_log ORDER BY seq DESC LIMIT 1").Scan(&seq, &prev); err != nil {
+			return err
+		}
+		payload, _ := airlock.CanonicalJSON(airlock.DecisionRecord{
+			Call:     airlock.ToolCall{ID: "late1", Agent: "a", Tool: "search_web", Arguments: map[string]any{"query": "okapi sightings"}},
+			Decision: airlock.Decision{CallID: "late1", Verdict: airlock.VerdictApproved, DecidedBy: "policy"}})
+		row := Row{Seq: seq + 1, TS: fixtureBase.Add(time.Hour).Format(TimeLayout), Kind: "decision", CallID: "late1", Payload: string(payload), PrevHash: prev}
+		row.Hash = HashRow(&row)
+		_, err := db.Exec("INSERT INTO event_log VALUES (?, ?, ?, ?, ?, ?, ?)", row.Seq, row.TS, row.Kind, row.CallID, row.Payload, row.PrevHash, row.Hash)
+		return err
+	})
+	search := func() []string {
+		r := openRO(t, path)
+		ds, err := r.Decisions(t.Context(), Filter{Search: "okapi"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids(ds)
+	}
+	if got := search(); !slices.Equal(got, []string{"late1"}) {
+		t.Fatalf("before catch-up: got %v, want [late1] through the LIKE tail", got)
+	}
+	l, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close(t.Context())
+	r := openRO(t, path)
+	var through, indexed int64
+	r.DB().QueryRow("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fts_through'").Scan(&through)
+	r.DB().QueryRow("SELECT count(*) FROM search WHERE search MATCH 'okapi'").Scan(&indexed)
+	if head, _, _ := r.Head(t.Context()); through != head || indexed != 1 {
+		t.Fatalf("after Open: fts_through %d (head %d), %d indexed rows for okapi; want the index caught up", through, head, indexed)
+	}
+	if got := search(); !slices.Equal(got, []string{"late1"}) {
+		t.Fatalf("after catch-up: got %v", got)
+	}
+	if rep := verifyPath(t, path); !rep.OK() {
+		t.Fatal(rep.Problem.Message)
 	}
 }
