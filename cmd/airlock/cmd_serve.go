@@ -164,6 +164,11 @@ func runServe(ctx context.Context, e env) error {
 		return err
 	}
 	defer closeLog()
+	// Catch SIGHUP before anything listens: a reload signal sent while the
+	// broker starts must not kill it (its default action).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	srv, err := startServe(ctx, c, logger)
 	if err != nil {
 		return err
@@ -180,9 +185,6 @@ func runServe(ctx context.Context, e env) error {
 		fmt.Fprintf(e.Stderr, "airlock serve: auth on: %d agents, %d reviewers, %d brokers; verdicts must be signed: %v; tls: %v\n",
 			len(a.Agents), len(a.Reviewers), len(a.Brokers), auth.SignaturesRequired(srv.Broker.Policy()), c.TLSCert != "")
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
@@ -194,6 +196,11 @@ func runServe(ctx context.Context, e env) error {
 			}
 			for _, w := range p.Warnings {
 				fmt.Fprintf(e.Stderr, "airlock serve: policy warning: %s\n", w)
+			}
+			if err := srv.reloadIdentities(p, c.Prefix); err != nil {
+				logger.Error("policy reload failed; keeping the old policy", "err", err)
+				fmt.Fprintf(e.Stderr, "airlock serve: reload failed, keeping the old policy: %v\n", err)
+				continue
 			}
 			srv.Broker.SetPolicy(p)
 			logger.Info("policy reloaded", "digest", p.Digest)
@@ -235,6 +242,10 @@ type service struct {
 	// MetricsURL is where /metrics is served, when enabled.
 	MetricsURL  string
 	stopWebhook func(context.Context)
+	// natsOpts are the embedded server's options as configured, and self
+	// the broker's own key on it: for reloading identities on SIGHUP.
+	natsOpts *server.Options
+	self     nkeys.KeyPair
 	// The fleet's audit writer, when this broker campaigns for it.
 	stopWriter context.CancelFunc
 	writerDone chan struct{}
@@ -301,7 +312,13 @@ func startServe(ctx context.Context, c serveConfig, logger *slog.Logger) (*servi
 			}
 		}
 		s.nats, err = broker.StartEmbedded(broker.EmbeddedOptions{Listen: c.Listen, StoreDir: filepath.Join(c.Data, "nats"),
-			Configure: func(o *server.Options) error { return configureEmbedded(o, c, pol, self) }})
+			Configure: func(o *server.Options) error {
+				if err := configureEmbedded(o, c, pol, self); err != nil {
+					return err
+				}
+				s.natsOpts, s.self = o.Clone(), self
+				return nil
+			}})
 		if err != nil {
 			return nil, err
 		}
@@ -401,6 +418,37 @@ func startServe(ctx context.Context, c serveConfig, logger *slog.Logger) (*servi
 	}
 	ok = true
 	return s, nil
+}
+
+// reloadIdentities gives the embedded server the identities of a reloaded
+// policy. Turning auth on or off needs a restart (the broker's own
+// connection and every client change); with --nats, reload nats-server with
+// the regenerated auth.ServerConfig instead.
+func (s *service) reloadIdentities(p *policy.Policy, prefix string) error {
+	if s.nats == nil {
+		return nil
+	}
+	switch {
+	case s.self == nil && auth.Enabled(p):
+		return errors.New("the new policy adds an auth: section: restart airlock serve to turn identities on")
+	case s.self != nil && !auth.Enabled(p):
+		return errors.New("the new policy drops its auth: section: restart airlock serve to turn identities off")
+	case s.self == nil:
+		return nil
+	}
+	pub, err := s.self.PublicKey()
+	if err != nil {
+		return err
+	}
+	n := s.natsOpts.Clone()
+	if err := auth.Configure(n, p, prefix, pub); err != nil {
+		return err
+	}
+	if err := s.nats.ReloadOptions(n.Clone()); err != nil {
+		return fmt.Errorf("reload identities: %w", err)
+	}
+	s.natsOpts = n
+	return nil
 }
 
 // configureEmbedded applies identities and TLS to the embedded server.

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -459,5 +460,58 @@ func TestConsoleBackendSigns(t *testing.T) {
 	}
 	if d := <-done; d.Verdict != airlock.VerdictApproved || d.DecidedBy != "reviewer:bob" {
 		t.Fatalf("agent got %+v", d)
+	}
+}
+
+// TestServeReloadsIdentities: on SIGHUP the embedded server takes the
+// reloaded policy's identities: a new agent gets in, a removed one is out.
+func TestServeReloadsIdentities(t *testing.T) {
+	k := makeSecKeys(t, false)
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	logPath := filepath.Join(k.dir, "serve.log")
+	cmd := startProcess(t, logPath, "serve", "--data", filepath.Join(k.dir, "data"), "--policy", k.policy, "--listen", addr)
+	waitListening(t, addr, logPath)
+	url := "nats://" + addr
+	newAgent, newPub := newKey(t, filepath.Join(k.dir, "keys"), "agent", "a3")
+	submit := func(agent, key string) int {
+		_, _, code := secCLI(t, "submit", "--nats", url, "--agent", agent, "--key", key, "--tool", "search_web", "--args", `{"q":"x"}`, "--timeout", "5s")
+		return code
+	}
+	if code := submit("a3", newAgent); code != 2 {
+		t.Fatalf("an agent not yet in the policy: exit %d, want 2", code)
+	}
+	text, err := os.ReadFile(k.policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ak, _ := client.LoadKey(k.agent)
+	updated := strings.Replace(string(text), "    a1: {nkey: "+ak.Public+"}\n", "    a3: {nkey: "+newPub+"}\n", 1)
+	if updated == string(text) {
+		t.Fatal("policy not rewritten")
+	}
+	if err := os.WriteFile(k.policy, []byte(updated), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ready := time.Now().Add(20 * time.Second)
+	for b, _ := os.ReadFile(logPath); !strings.Contains(string(b), "auth on"); b, _ = os.ReadFile(logPath) {
+		if time.Now().After(ready) {
+			t.Fatalf("serve never said it started: %s", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for submit("a3", newAgent) != 0 {
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("the new agent never got in after SIGHUP:\n%s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code := submit("a1", k.agent); code != 2 {
+		t.Fatalf("the removed agent: exit %d, want 2", code)
 	}
 }
