@@ -325,8 +325,10 @@ func (l *Log) Head() (int64, string) {
 }
 
 // Append adds ev to the chain and returns once it is committed to disk. An
-// error that wraps ErrUnavailable means it was not written (or its fate is
-// unknown because ctx ended first); nothing may be approved then.
+// error that wraps ErrUnavailable means it was not written; nothing may be
+// approved then. ctx bounds only the wait for a place in the queue: an event
+// that was queued is committed or refused before Append returns, so its
+// answer is always the truth.
 func (l *Log) Append(ctx context.Context, ev airlock.Event) (airlock.Receipt, error) {
 	if ev.Kind == "" {
 		return airlock.Receipt{}, errors.New("audit: event without kind")
@@ -346,6 +348,9 @@ func (l *Log) Append(ctx context.Context, ev airlock.Event) (airlock.Receipt, er
 		payload: string(payload),
 		done:    make(chan result, 1),
 	}
+	if err := ctx.Err(); err != nil {
+		return airlock.Receipt{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
 	l.closeMu.RLock()
 	if l.closed {
 		l.closeMu.RUnlock()
@@ -358,12 +363,12 @@ func (l *Log) Append(ctx context.Context, ev airlock.Event) (airlock.Receipt, er
 		return airlock.Receipt{}, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 	}
 	l.closeMu.RUnlock()
-	select {
-	case res := <-req.done:
-		return res.rcpt, res.err
-	case <-ctx.Done():
-		return airlock.Receipt{}, fmt.Errorf("%w: gave up waiting for commit: %w", ErrUnavailable, ctx.Err())
-	}
+	// Once queued, wait for the writer's answer even if ctx ends: giving up
+	// here could report a failure for an event that then commits, and the
+	// log would show a decision nobody was told. The writer always answers,
+	// within the busy timeout plus one commit.
+	res := <-req.done
+	return res.rcpt, res.err
 }
 
 // writer owns the chain: it batches queued requests into one transaction.

@@ -162,6 +162,18 @@ func TestGroupCommitConcurrentAppends(t *testing.T) {
 	}
 }
 
+func TestAppendWithEndedContext(t *testing.T) {
+	l := openLog(t, filepath.Join(t.TempDir(), FileName))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := l.Append(ctx, ev(1)); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want ErrUnavailable wrapping context.Canceled", err)
+	}
+	if seq, _ := l.Head(); seq != 0 {
+		t.Fatalf("head %d after a refused append, want 0", seq)
+	}
+}
+
 func TestAppendAfterClose(t *testing.T) {
 	l := openLog(t, filepath.Join(t.TempDir(), FileName))
 	if err := l.Close(t.Context()); err != nil {
