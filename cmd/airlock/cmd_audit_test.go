@@ -155,9 +155,10 @@ func TestAuditVerify(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "ok: 35 events, head seq 35 hash ") {
 		t.Fatalf("exit %d: %q %q", code, out, stderr)
 	}
+	// Cut the last three events the way the shared checks do.
 	py := testenv.Tool(t, "python3")
-	tamper := "/work/shared/checks/lib/tamper.py"
-	if o, err := exec.Command(py, filepath.Join("..", "..", "audit", "testdata", "tamper.py"), audit.PathIn(d), "truncate", "3").CombinedOutput(); err != nil {
+	tamper := filepath.Join("..", "..", "audit", "testdata", "tamper.py")
+	if o, err := exec.Command(py, tamper, audit.PathIn(d), "truncate", "3").CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v %s", tamper, err, o)
 	}
 	out, stderr, code = runAuditCmd(t, "verify", "--data", d)
