@@ -94,6 +94,13 @@ func (b *Broker) Review(ctx context.Context, r airlock.Review) airlock.ReviewRep
 		return airlock.ReviewReply{Error: "review: call " + r.CallID + " is not waiting for a reviewer"}
 	}
 	p, err := b.st.getPending(ctx, r.CallID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		// Decided meanwhile (the record read above may have come from a
+		// replica that lagged): say by whom.
+		if by := b.winner(ctx, r.CallID, rev); by != "" {
+			return airlock.ReviewReply{Error: "already decided by " + by, DecidedBy: by}
+		}
+	}
 	if err != nil {
 		return airlock.ReviewReply{Error: "review: pending record: " + err.Error()}
 	}
@@ -174,11 +181,7 @@ func (b *Broker) Review(ctx context.Context, r airlock.Review) airlock.ReviewRep
 	rec.UpdatedAt = b.now()
 	crev, err := b.st.update(ctx, call.ID, rec, rev)
 	if errors.Is(err, errLostRace) {
-		cur, _, _, _ := b.st.get(ctx, call.ID)
-		by := cur.ClaimedBy
-		if cur.Decision != nil {
-			by = cur.Decision.DecidedBy
-		}
+		by := b.winner(ctx, call.ID, rev)
 		return airlock.ReviewReply{Error: "already decided by " + by, DecidedBy: by}
 	}
 	if err != nil {
@@ -220,6 +223,30 @@ func (b *Broker) Review(ctx context.Context, r airlock.Review) airlock.ReviewRep
 		}
 	}
 	return rep
+}
+
+// winner names who won a compare-and-set on call id that this broker lost
+// against revision rev. A replicated bucket may answer a read from a
+// replica that has not applied the winner's write yet (direct get), so it
+// reads until the record has moved past rev.
+func (b *Broker) winner(ctx context.Context, id string, rev uint64) string {
+	for range 100 {
+		cur, crev, found, err := b.st.get(ctx, id)
+		if err == nil && found && crev > rev {
+			if cur.Decision != nil && cur.Decision.DecidedBy != "" {
+				return cur.Decision.DecidedBy
+			}
+			if cur.ClaimedBy != "" {
+				return cur.ClaimedBy
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return ""
 }
 
 // decideClaimed finishes a call this broker claimed: audit (fail closed),

@@ -22,6 +22,7 @@ import (
 	"github.com/airlock/airlock"
 	"github.com/airlock/airlock/audit"
 	"github.com/airlock/airlock/broker/client"
+	"github.com/airlock/airlock/internal/fleettest"
 )
 
 // chaosPolicy: one auto tool, one a human approves, one sandboxed tool that
@@ -461,4 +462,216 @@ func TestChaosEmbeddedKill9(t *testing.T) {
 	f := l.check(t, ws, audit.PathIn(data))
 	t.Logf("embedded kill -9 ×%d in %s: %s", kills, elapsed.Round(100*time.Millisecond), f)
 	t.Logf("time to recover (kill to the next decision): %s", durations(recoveries))
+}
+
+// settle finishes a fleet chaos run: drain the load, wait until the
+// leased writer has applied every decision to the shared audit database,
+// and check the invariants.
+func (f *fleet) settle(t *testing.T, l *chaosLoad, ws string) chaosFigures {
+	t.Helper()
+	l.drain()
+	l.mu.Lock()
+	n := len(l.got)
+	l.mu.Unlock()
+	if err := waitAuditDecisions(f.auditDB, n, 30*time.Second); err != nil {
+		t.Errorf("%v\n%s", err, brokerLogs(f.dir))
+	}
+	return l.check(t, ws, f.auditDB)
+}
+
+// TestChaosFleetNATSNodeKill kills one NATS node of three with SIGKILL under
+// load (the node leading the calls bucket, the harshest choice) and brings
+// it back: two brokers keep deciding throughout, nothing is lost or decided
+// twice.
+func TestChaosFleetNATSNodeKill(t *testing.T) {
+	dir := t.TempDir()
+	policyPath, ws := chaosSetup(t, dir)
+	f := startFleet(t, policyPath, 2)
+	start := time.Now()
+	l := startLoad(t, f.cluster.URLs(), 4, 90*time.Second)
+	if err := l.waitDecided(10, 30*time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, brokerLogs(f.dir))
+	}
+	js, err := jetstream.New(l.reviewer.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	leader, err := fleettest.StreamLeader(ctx, js, "KV_airlock_calls")
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := f.cluster.Index(leader)
+	if victim < 0 {
+		t.Fatalf("calls bucket led by unknown server %q", leader)
+	}
+	before := l.decided.Load()
+	f.cluster.Kill(victim)
+	killed := time.Now()
+	if err := l.waitDecided(before, 45*time.Second); err != nil {
+		t.Fatalf("after killing %s: %v\n%s", leader, err, brokerLogs(f.dir))
+	}
+	recoverKill := time.Since(killed)
+	if err := l.waitDecided(l.decided.Load()+10, 45*time.Second); err != nil {
+		t.Fatalf("with %s down: %v", leader, err)
+	}
+	downDecisions := l.decided.Load() - before
+	f.cluster.Restart(victim)
+	restarted := time.Now()
+	mark := l.decided.Load()
+	if err := l.waitDecided(mark+10, 45*time.Second); err != nil {
+		t.Fatalf("after %s came back: %v", leader, err)
+	}
+	recoverBack := time.Since(restarted)
+	fig := f.settle(t, l, ws)
+	t.Logf("NATS node kill -9 (%s, leader of the calls bucket) in %s: %s", leader, time.Since(start).Round(100*time.Millisecond), fig)
+	t.Logf("kill to the next decision %s; %d decisions while it was down; restart to 10 more decisions %s",
+		recoverKill.Round(10*time.Millisecond), downDecisions, recoverBack.Round(10*time.Millisecond))
+}
+
+// TestChaosFleetBrokerKill kills brokers with SIGKILL under load: first the
+// one holding the audit writer lease, then (after restarting it under the
+// same name) the new writer. The other broker takes the lease over, the
+// audit log continues without gap or duplicate, and nothing is decided or
+// run twice.
+func TestChaosFleetBrokerKill(t *testing.T) {
+	dir := t.TempDir()
+	policyPath, ws := chaosSetup(t, dir)
+	f := startFleet(t, policyPath, 2)
+	start := time.Now()
+	l := startLoad(t, f.cluster.URLs(), 4, 100*time.Second)
+	if err := l.waitDecided(10, 30*time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, brokerLogs(f.dir))
+	}
+	nc := l.reviewer.Conn()
+	var recoveries, takeovers []time.Duration
+	holder := ""
+	for round := 1; round <= 2; round++ {
+		h, err := f.waitLeaseHolder(nc, "", 15*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		holder = h
+		before := l.decided.Load()
+		f.kill(holder)
+		killed := time.Now()
+		next, err := f.waitLeaseHolder(nc, holder, 30*time.Second)
+		if err != nil {
+			t.Fatalf("round %d: %v\n%s", round, err, brokerLogs(f.dir))
+		}
+		takeovers = append(takeovers, time.Since(killed))
+		if err := l.waitDecided(before, 45*time.Second); err != nil {
+			t.Fatalf("round %d, after killing %s: %v\n%s", round, holder, err, brokerLogs(f.dir))
+		}
+		recoveries = append(recoveries, time.Since(killed))
+		t.Logf("round %d: killed the audit writer %s; %s took the lease over", round, holder, next)
+		// Back under the same name: its orphaned sandbox runs are recorded
+		// interrupted at once.
+		f.startBroker(holder)
+		f.waitBrokers(2)
+		if err := l.waitDecided(l.decided.Load()+10, 45*time.Second); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+	}
+	fig := f.settle(t, l, ws)
+	t.Logf("broker kill -9 ×2 (each time the audit writer) in %s: %s", time.Since(start).Round(100*time.Millisecond), fig)
+	t.Logf("kill to the next decision: %s; kill to the new writer's lease: %s", durations(recoveries), durations(takeovers))
+}
+
+// TestFleetReviewRace: two reviewers decide the same calls at the same
+// moment, through a fleet of two brokers (the review requests spread over
+// both). For every call exactly one verdict is accepted, the other
+// reviewer is told who decided, the agent gets the winner's verdict and
+// the audit log holds one decision.
+func TestFleetReviewRace(t *testing.T) {
+	dir := t.TempDir()
+	policyPath, _ := chaosSetup(t, dir)
+	f := startFleet(t, policyPath, 2)
+	agents := f.client(f.cluster.URLs())
+	rita := f.client(f.cluster.Nodes[0].URL)
+	sam := f.client(f.cluster.Nodes[1].URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const calls = 24
+	decisions := make(chan airlock.Decision, calls)
+	for i := range calls {
+		go func() {
+			d, err := agents.Submit(ctx, &airlock.ToolCall{ID: fmt.Sprintf("race%02d", i), Agent: "mailer", User: "u1",
+				Tool: "send_email", Arguments: map[string]any{"to": "ops@example.com", "n": i}})
+			if err != nil {
+				t.Error(err)
+			}
+			decisions <- d
+		}()
+	}
+	for {
+		ps, err := rita.Pending(ctx)
+		if err == nil && len(ps) == calls {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("only %d of %d calls pending: %v", len(ps), calls, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	winners := map[string]string{}
+	for i := range calls {
+		id := fmt.Sprintf("race%02d", i)
+		var reps [2]airlock.ReviewReply
+		var errs [2]error
+		var wg sync.WaitGroup
+		startGun := make(chan struct{})
+		for j, r := range []struct {
+			c      *client.Client
+			who    string
+			action airlock.ReviewAction
+		}{{rita, "rita", airlock.ActionApprove}, {sam, "sam", airlock.ActionDeny}} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-startGun
+				reps[j], errs[j] = r.c.Review(ctx, airlock.Review{CallID: id, Action: r.action, Reviewer: r.who})
+			}()
+		}
+		close(startGun)
+		wg.Wait()
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatalf("%s: review errors %v", id, errs)
+		}
+		if reps[0].Accepted == reps[1].Accepted {
+			t.Fatalf("%s: accepted %v and %v, want exactly one (%+v / %+v)", id, reps[0].Accepted, reps[1].Accepted, reps[0], reps[1])
+		}
+		win, lose := "reviewer:rita", reps[1]
+		if reps[1].Accepted {
+			win, lose = "reviewer:sam", reps[0]
+		}
+		winners[id] = win
+		if !strings.HasPrefix(lose.Error, "already") || !strings.Contains(lose.Error, win) || lose.DecidedBy != win {
+			t.Errorf("%s: the loser was told %q (decided by %q), want \"already … by %s\"", id, lose.Error, lose.DecidedBy, win)
+		}
+	}
+	for range calls {
+		d := <-decisions
+		if d.DecidedBy != winners[d.CallID] {
+			t.Errorf("%s: the agent got a decision by %q, the accepted verdict was %s's", d.CallID, d.DecidedBy, winners[d.CallID])
+		}
+	}
+	perBroker := served(t, agents.Conn(), "review")
+	t.Logf("review requests answered per broker: %v", perBroker)
+	if len(perBroker) != 2 {
+		t.Errorf("review requests reached brokers %v, want both", perBroker)
+	}
+	if err := waitAuditDecisions(f.auditDB, calls, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	perCall, err := auditDecisions(f.auditDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, n := range perCall {
+		if n != 1 {
+			t.Errorf("%s: %d decision events, want 1", id, n)
+		}
+	}
 }

@@ -121,7 +121,45 @@ func Start(t testing.TB, n int) *Cluster {
 		c.start(i)
 	}
 	c.WaitReady()
+	c.waitReplicated(n)
 	return c
+}
+
+// waitReplicated waits until the cluster can place a stream with n
+// replicas (every peer current), by creating and deleting one.
+func (c *Cluster) waitReplicated(n int) {
+	c.t.Helper()
+	deadline := time.Now().Add(ReadyTimeout)
+	var last error
+	for time.Now().Before(deadline) {
+		if last = tryReplicated(c.Nodes[0].URL, n); last == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.t.Fatalf("fleettest: the cluster never placed an R%d stream (last: %v)\n%s", n, last, c.Logs())
+}
+
+func tryReplicated(url string, n int) error {
+	nc, err := nats.Connect(url, nats.Timeout(time.Second), nats.NoReconnect())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "FLEETTEST_READY", Subjects: []string{"fleettest.ready"},
+		Replicas: n, Storage: jetstream.FileStorage}); err != nil {
+		return err
+	}
+	if _, err := js.Publish(ctx, "fleettest.ready", nil); err != nil {
+		return err
+	}
+	return js.DeleteStream(ctx, "FLEETTEST_READY")
 }
 
 // URLs is every node's client URL, comma separated (airlock serve --nats).

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/airlock/airlock/broker/auditstream"
+	"github.com/airlock/airlock/broker/client"
+	"github.com/airlock/airlock/internal/fleettest"
+)
+
+// fleet is a three-node NATS cluster (real nats-server processes) with
+// `airlock serve --nats … --replicas 3` brokers as processes sharing one
+// audit database, as deploy/cluster.sh runs it.
+type fleet struct {
+	t       *testing.T
+	cluster *fleettest.Cluster
+	dir     string
+	policy  string
+	auditDB string
+	brokers map[string]*exec.Cmd
+	starts  int
+}
+
+// startFleet starts the cluster and brokers named b1…bN, and waits until
+// every broker answers.
+func startFleet(t *testing.T, policyPath string, brokers int) *fleet {
+	t.Helper()
+	c := fleettest.Start(t, 3)
+	dir := t.TempDir()
+	f := &fleet{t: t, cluster: c, dir: dir, policy: policyPath, auditDB: filepath.Join(dir, "audit.db"), brokers: map[string]*exec.Cmd{}}
+	// One after the other: brokers that create the same replicated buckets
+	// at the same moment can time out (see the report in docs/bench/fleet.md).
+	for i := 1; i <= brokers; i++ {
+		f.startBroker(fmt.Sprintf("b%d", i))
+		f.waitBrokers(i)
+	}
+	return f
+}
+
+// startBroker starts (or restarts, on the same data directory) the broker
+// with this name.
+func (f *fleet) startBroker(name string) {
+	f.t.Helper()
+	f.starts++
+	lp := filepath.Join(f.dir, fmt.Sprintf("%s.%d.log", name, f.starts))
+	f.brokers[name] = startProcess(f.t, lp, "serve", "--nats", f.cluster.URLs(), "--replicas", "3",
+		"--data", filepath.Join(f.dir, name), "--audit-db", f.auditDB, "--name", name,
+		"--policy", f.policy, "--log", lp+".slog")
+}
+
+// kill sends SIGKILL to a broker.
+func (f *fleet) kill(name string) {
+	f.t.Helper()
+	cmd := f.brokers[name]
+	kill9(f.t, cmd)
+	delete(f.brokers, name)
+	// startProcess reaps it; wait until the pid is gone.
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(cmd.Process.Pid, 0) == nil {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("broker %s survived SIGKILL", name)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// client connects to the cluster (any node, reconnecting).
+func (f *fleet) client(urls string) *client.Client {
+	f.t.Helper()
+	c, err := client.Connect(urls, nil, client.WithAttemptTimeout(3*time.Second))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(c.Close)
+	return c
+}
+
+// waitBrokers waits until n brokers answer the micro ping.
+func (f *fleet) waitBrokers(n int) {
+	f.t.Helper()
+	nc := f.client(f.cluster.URLs()).Conn()
+	deadline := time.Now().Add(60 * time.Second)
+	for len(served(f.t, nc, "submit")) < n {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("fewer than %d brokers answer after a minute:\n%s", n, brokerLogs(f.dir))
+		}
+	}
+}
+
+// leaseHolder names the broker holding the audit writer lease ("" if none).
+func (f *fleet) leaseHolder(ctx context.Context, nc *nats.Conn) (string, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return "", err
+	}
+	kv, err := js.KeyValue(ctx, auditstream.LeaseBucket)
+	if err != nil {
+		return "", err
+	}
+	e, err := kv.Get(ctx, auditstream.LeaseKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return string(e.Value()), nil
+}
+
+// waitLeaseHolder waits until some broker other than not holds the lease.
+func (f *fleet) waitLeaseHolder(nc *nats.Conn, not string, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		h, err := f.leaseHolder(ctx, nc)
+		cancel()
+		if err == nil && h != "" && h != not {
+			return h, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no audit writer other than %q after %s (holder %q, %v)", not, timeout, h, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// served returns how many requests each broker's endpoint has answered,
+// by broker name (from the micro service's stats).
+func served(t *testing.T, nc *nats.Conn, endpoint string) map[string]int {
+	t.Helper()
+	subj, err := micro.ControlSubject(micro.StatsVerb, "airlock", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest(subj, inbox, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for {
+		m, err := sub.NextMsg(500 * time.Millisecond)
+		if err != nil {
+			return out
+		}
+		var st micro.Stats
+		if json.Unmarshal(m.Data, &st) != nil {
+			continue
+		}
+		for _, e := range st.Endpoints {
+			if e.Name == endpoint {
+				out[st.Metadata["broker"]] += e.NumRequests
+			}
+		}
+	}
+}
+
+func brokerLogs(dir string) string {
+	ms, _ := filepath.Glob(filepath.Join(dir, "b*.log*"))
+	s := ""
+	for _, m := range ms {
+		b, _ := os.ReadFile(m)
+		if len(b) > 1500 {
+			b = b[len(b)-1500:]
+		}
+		s += "--- " + filepath.Base(m) + "\n" + string(b) + "\n"
+	}
+	return s
+}
