@@ -80,6 +80,7 @@ type Broker struct {
 	js     jetstream.JetStream
 	st     *store
 	pol    atomic.Pointer[policy.Policy]
+	sc     atomic.Pointer[scorerBox]
 	svc    micro.Service
 	sem    chan struct{}
 	wg     sync.WaitGroup
@@ -131,11 +132,28 @@ func New(nc *nats.Conn, cfg Config) (*Broker, error) {
 		b.cfg.Audit = timedAuditor{next: cfg.Audit, m: cfg.Metrics}
 	}
 	b.pol.Store(cfg.Policy)
+	if cfg.Scorer != nil {
+		b.SetScorer(cfg.Scorer)
+	}
 	return b, nil
 }
 
 // Policy returns the policy in force.
 func (b *Broker) Policy() *policy.Policy { return b.pol.Load() }
+
+// scorerBox holds the scorer in force (swapped on policy reload).
+type scorerBox struct{ s Scorer }
+
+func (b *Broker) scorer() Scorer {
+	if box := b.sc.Load(); box != nil {
+		return box.s
+	}
+	return nil
+}
+
+// SetScorer replaces the risk scorer (on policy reload, a scorer carrying
+// the old one's history).
+func (b *Broker) SetScorer(s Scorer) { b.sc.Store(&scorerBox{s: s}) }
 
 // SetPolicy replaces the policy in force (reload on SIGHUP); calls already
 // waiting keep the decision context they were queued with.

@@ -201,8 +201,8 @@ func bandHigh(p *policy.Policy) int {
 }
 
 func (b *Broker) score(call *airlock.ToolCall, extra []airlock.Factor) airlock.Risk {
-	if b.cfg.Scorer != nil {
-		return b.cfg.Scorer.Score(call, extra...)
+	if sc := b.scorer(); sc != nil {
+		return sc.Score(call, extra...)
 	}
 	r := airlock.Risk{Factors: append([]airlock.Factor{}, extra...)}
 	for _, f := range extra {
@@ -347,8 +347,8 @@ func (b *Broker) finalize(ctx context.Context, call *airlock.ToolCall, rev uint6
 // afterDecision does the bookkeeping every final decision needs.
 func (b *Broker) afterDecision(call *airlock.ToolCall, d airlock.Decision, waited time.Duration) {
 	b.cfg.Metrics.Decision(string(d.Tier), string(d.Verdict), d.DecidedBy, waited)
-	if b.cfg.Scorer != nil {
-		b.cfg.Scorer.Observe(call, d.Verdict)
+	if sc := b.scorer(); sc != nil {
+		sc.Observe(call, d.Verdict)
 	}
 	b.recent.add(call.Session, airlock.DecisionRecord{Call: *call, Decision: d})
 	if v, ok := b.res.LoadAndDelete(call.ID); ok {

@@ -203,6 +203,12 @@ func runServe(ctx context.Context, e env) error {
 				continue
 			}
 			srv.Broker.SetPolicy(p)
+			if sc, ok := srv.Scorer.(*risk.Scorer); ok {
+				// Keep the novelty and chain history across the reload.
+				ns := sc.WithPolicy(p)
+				srv.Scorer = ns
+				srv.Broker.SetScorer(ns)
+			}
 			logger.Info("policy reloaded", "digest", p.Digest)
 			fmt.Fprintf(e.Stderr, "airlock serve: policy reloaded (%s)\n", short(p.Digest))
 		case <-ctx.Done():
@@ -235,6 +241,7 @@ func openLogger(path string, stderr io.Writer) (*slog.Logger, func(), error) {
 type service struct {
 	URL    string
 	Broker *broker.Broker
+	Scorer broker.Scorer
 	Audit  *audit.Log
 	nats   *server.Server
 	nc     *nats.Conn
@@ -378,6 +385,7 @@ func startServe(ctx context.Context, c serveConfig, logger *slog.Logger) (*servi
 		s.MetricsURL = "http://" + ln.Addr().String() + "/metrics"
 		go func() { _ = s.http.Serve(ln) }()
 	}
+	s.Scorer = risk.New(pol)
 	b, err := broker.New(s.nc, broker.Config{
 		Metrics:  m,
 		Prefix:   c.Prefix,
@@ -386,7 +394,7 @@ func startServe(ctx context.Context, c serveConfig, logger *slog.Logger) (*servi
 		Name:     c.Name,
 		History:  auditHistory(c.auditPath()),
 		Limiter:  lim,
-		Scorer:   risk.New(pol),
+		Scorer:   s.Scorer,
 		Sandbox:  func(backend string) (sandbox.Runner, error) { return sandbox.Open(backend) },
 		MaxBytes: c.MaxBytes,
 		Replicas: c.Replicas,
