@@ -412,6 +412,18 @@ func ptraceProbe() {
 		}
 		try(fmt.Sprintf("open /proc/%d/mem read-write", pid), err)
 	}
+	// pid 1 (the sandbox's init/reaper) is non-dumpable: not even a
+	// read-only look at its memory, environment or binary.
+	if f, err := os.Open("/proc/1/mem"); err == nil {
+		f.Close()
+		try("open /proc/1/mem read-only", nil)
+	} else {
+		try("open /proc/1/mem read-only", err)
+	}
+	_, err := os.ReadFile("/proc/1/environ")
+	try("read /proc/1/environ", err)
+	_, err = os.Readlink("/proc/1/exe")
+	try("readlink /proc/1/exe", err)
 	_, _, e := unix.Syscall(unix.SYS_KCMP, 1, uintptr(cpid), 0)
 	try("kcmp", errnoErr(e))
 	_, _, e = unix.Syscall(unix.SYS_PIDFD_GETFD, 0, 0, 0)
