@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/airlock/airlock/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,11 +205,12 @@ func TestRiskEvalHoldout(t *testing.T) {
 func TestRiskEvalSharedCorpus(t *testing.T) {
 	p := filepath.Join("..", "..", "..", "shared", "corpus", "toolcalls-public.jsonl")
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("shared corpus not present: %v", err)
+		testenv.Missing(t, "shared corpus not present: %v", err)
 	}
 	for _, args := range [][]string{
 		{"eval", p, "--min-recall", "0.95", "--max-false-alarm", "0.10"},
 		{"eval", p, "--min-recall", "0.95", "--max-false-alarm", "0.10", "--org-domains", "acme.com", "--org-hosts", "acme.com,*.acme.internal"},
+		{"eval", p, "--min-recall", "0.95", "--max-false-alarm", "0.10", "--policy", filepath.Join("..", "..", "examples", "policy.yaml")},
 	} {
 		out, errs, code := runRiskCmd(t, args...)
 		if code != 0 {
