@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -39,7 +40,7 @@ func NewBwrap(opts ...NativeOption) (*Bwrap, error) {
 	if len(missing) > 0 {
 		return nil, refusal("bwrap", missing)
 	}
-	n := &Native{log: c.log.With("backend", "bwrap"), caps: caps, drain: c.drain, landlockMin: c.landlockMin}
+	n := &Native{log: c.log.With("backend", "bwrap"), caps: caps, drain: c.drain, landlockMin: c.landlockMin, proxyHooks: c.proxyHooks}
 	return &Bwrap{Native: n, bwrap: caps.Bwrap}, nil
 }
 
@@ -127,9 +128,6 @@ func (b *Bwrap) Run(ctx context.Context, spec Spec) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if s.Network != NetworkOff {
-		return Result{}, fmt.Errorf("%w: the bwrap backend supports network off only (allowlist mode: use native)", ErrRefused)
-	}
 	dir, err := helperDir()
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: %w", ErrRefused, err)
@@ -198,6 +196,16 @@ func (b *Bwrap) Run(ctx context.Context, spec Spec) (Result, error) {
 		return Result{}, err
 	}
 	defer staged.cleanup()
+	netDesc := "empty (lo)"
+	var proxy *allowProxy
+	if s.Network == NetworkAllowlist {
+		if proxy, err = b.startProxy(staged, runName, s, &cfg); err != nil {
+			return Result{}, err
+		}
+		defer proxy.close()
+		args = append(args, "--ro-bind", cfg.ProxySocket, proxySocketPath)
+		netDesc = fmt.Sprintf("empty but lo: relay 127.0.0.1:%d -> host proxy (allow %s)", relayPort, strings.Join(s.Allow, ", "))
+	}
 	if dr != nil {
 		args = append(args, "--bind", dr.copy, "/workspace")
 		cfg.Workspace, cfg.WorkspaceRW = "dry-run copy", true
@@ -296,10 +304,10 @@ func (b *Bwrap) Run(ctx context.Context, spec Spec) (Result, error) {
 		"uid":          strconv.Itoa(sandboxUID),
 		"pidns":        "yes (bwrap init is pid 1)",
 		"mountns":      "tmpfs root (ro), ro /usr, fresh /proc, minimal /dev",
-		"netns":        "empty (lo)",
+		"netns":        netDesc,
 		"ipcns":        "yes",
 		"utsns":        "yes",
-		"network":      NetworkOff,
+		"network":      s.Network,
 		"no_new_privs": "yes",
 		"caps":         "all dropped (bwrap --cap-drop ALL)",
 	}
@@ -314,6 +322,10 @@ func (b *Bwrap) Run(ctx context.Context, spec Spec) (Result, error) {
 	if dr != nil && res.Isolation != nil {
 		res.Changed = dr.changed()
 		res.Isolation["workspace"] = "dry run: scratch copy, original untouched"
+	}
+	if proxy != nil && res.Isolation != nil {
+		res.Isolation["proxy"] = fmt.Sprintf("allowed %d, denied %d", proxy.allowed.Load(), proxy.denied.Load())
+		res.Isolation["landlock"] = strings.Replace(res.Isolation["landlock"], "tcp bind/connect denied", fmt.Sprintf("tcp connect only to %d, bind denied", relayPort), 1)
 	}
 	return res, err
 }

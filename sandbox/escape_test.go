@@ -325,14 +325,7 @@ var escapeCases = []escapeCase{
 		}
 	}},
 	{6, "network-allowlist", func(t *testing.T, r Runner) {
-		if r.Name() != "native" {
-			_, err := r.Run(context.Background(), Spec{Argv: []string{"/bin/true"}, Network: NetworkAllowlist, Allow: []string{"example.com"}})
-			if !errors.Is(err, ErrRefused) {
-				t.Errorf("allowlist mode on %s: got %v, want ErrRefused", r.Name(), err)
-			}
-			return
-		}
-		allowlistEscape(t)
+		allowlistEscape(t, r.Name())
 	}},
 	{7, "secrets", func(t *testing.T, r Runner) {
 		marker := fmt.Sprintf("airlock-secret-%d", time.Now().UnixNano())
@@ -757,7 +750,7 @@ func watchRunUIDs(stop <-chan struct{}) map[int]string {
 // server stands in for the internet ("allowed.test" and its subdomains
 // resolve to it, "internal.allowed.test" to 10.0.0.1; only 127.0.0.1 counts
 // as public for the proxy).
-func allowlistEscape(t *testing.T) {
+func allowlistEscape(t *testing.T, backend string) {
 	var hits atomic.Int64
 	var hostsMu sync.Mutex
 	var hosts []string
@@ -771,7 +764,11 @@ func allowlistEscape(t *testing.T) {
 	defer srv.Close()
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	local := netip.MustParseAddr("127.0.0.1")
-	n, err := NewNative(withProxyHooks(proxyHooks{
+	ctor := func(opts ...NativeOption) (Runner, error) { return NewNative(opts...) }
+	if backend == "bwrap" {
+		ctor = func(opts ...NativeOption) (Runner, error) { return NewBwrap(opts...) }
+	}
+	n, err := ctor(withProxyHooks(proxyHooks{
 		resolve: func(_ context.Context, host string) ([]netip.Addr, error) {
 			switch {
 			case host == "internal.allowed.test" || host == "internal.test":
@@ -786,7 +783,7 @@ func allowlistEscape(t *testing.T) {
 		permit: func(a netip.Addr) bool { return a == local },
 	}))
 	if err != nil {
-		testenv.Missing(t, "native: %v", err)
+		testenv.Missing(t, "%s: %v", backend, err)
 	}
 	script := `
 import socket, urllib.request, urllib.error

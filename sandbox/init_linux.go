@@ -25,6 +25,7 @@ const (
 	initArg   = "__sbx_init"   // native: full setup inside fresh namespaces
 	innerArg  = "__sbx_inner"  // bwrap: rlimits, Landlock, seccomp, exec
 	launchArg = "__sbx_launch" // bwrap: wait for cgroup placement, exec bwrap
+	relayArg  = "__sbx_relay"  // bwrap allowlist mode: the in-sandbox relay
 )
 
 // Fixed descriptors of the helper.
@@ -71,7 +72,7 @@ func init() {
 		return
 	}
 	switch os.Args[1] {
-	case initArg, innerArg, launchArg:
+	case initArg, innerArg, launchArg, relayArg:
 	default:
 		return
 	}
@@ -84,6 +85,14 @@ func init() {
 		err = childInner()
 	case launchArg:
 		err = childLaunch()
+	case relayArg:
+		// fd 3: the listener the inner helper opened before Landlock.
+		ln, lerr := net.FileListener(os.NewFile(3, "relay"))
+		if lerr != nil {
+			os.Exit(125)
+		}
+		relay(ln)
+		os.Exit(0)
 	}
 	// Only reached on failure: exec replaced us otherwise.
 	reportChildErr(err)
@@ -444,10 +453,16 @@ func finishAndExec(c childConfig, asRoot bool) error {
 	// Allowlist mode: lo up and the relay's listener, while we still hold
 	// CAP_NET_ADMIN and before Landlock forbids binding.
 	var relay net.Listener
-	if asRoot && c.RelayPort > 0 {
+	if c.RelayPort > 0 {
 		var err error
-		if relay, err = startRelayListener(c.RelayPort); err != nil {
-			return err
+		if asRoot {
+			relay, err = startRelayListener(c.RelayPort)
+		} else {
+			// bwrap brought lo up; no capability is needed for 3128.
+			relay, err = net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(c.RelayPort))
+		}
+		if err != nil {
+			return fmt.Errorf("sandbox: relay listen: %w", err)
 		}
 	}
 	// C13 prerequisites: resolve the program while we can still read.
@@ -537,7 +552,14 @@ func finishAndExec(c childConfig, asRoot bool) error {
 		return err
 	}
 	if !asRoot {
-		// bwrap's own init is pid 1: exec the program directly.
+		// bwrap's own init is pid 1: exec the program directly; in
+		// allowlist mode a relay process (restricted like us: forked from
+		// this thread) serves the listener.
+		if relay != nil {
+			if err := startRelayProcess(relay); err != nil {
+				return err
+			}
+		}
 		return fmt.Errorf("sandbox: exec %s: %w", path, syscall.Exec(path, c.Argv, c.Env))
 	}
 	return reap(path, c, relay)
@@ -566,6 +588,31 @@ func startRelayListener(port int) (net.Listener, error) {
 		return nil, fmt.Errorf("sandbox: relay listen: %w", err)
 	}
 	return ln, nil
+}
+
+// startRelayProcess forks our binary in relay mode with the listener on
+// fd 3 and nothing else (no pipes to hold).
+func startRelayProcess(ln net.Listener) error {
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		return fmt.Errorf("sandbox: relay: %w", err)
+	}
+	devnull, err := os.OpenFile("/dev/null", os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("sandbox: relay: %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("sandbox: relay: %w", err)
+	}
+	_, err = syscall.ForkExec(self, []string{"airlock-sandbox", relayArg}, &syscall.ProcAttr{
+		Files: []uintptr{devnull.Fd(), devnull.Fd(), devnull.Fd(), f.Fd()},
+		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	})
+	if err != nil {
+		return fmt.Errorf("sandbox: relay: %w", err)
+	}
+	return nil
 }
 
 // relay forwards every connection on ln to the host proxy's socket.
