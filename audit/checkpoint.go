@@ -1,7 +1,7 @@
 package audit
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,35 +29,32 @@ type Checkpoint struct {
 // append-only JSON lines {"seq":…,"hash":"…","ts":"…"}, fsynced.
 func CheckpointPath(dbPath string) string { return dbPath + ".checkpoints" }
 
-// ReadCheckpoints reads a checkpoints file; a missing file has none.
+// ReadCheckpoints reads a checkpoints file; a missing file has none. An
+// unreadable last line without its newline (a write cut short by a crash, or
+// one being written right now) is ignored; any other bad line is an error.
 func ReadCheckpoints(path string) ([]Checkpoint, error) {
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("audit: checkpoints: %w", err)
 	}
-	defer f.Close()
+	lines := bytes.Split(data, []byte{'\n'})
 	var cps []Checkpoint
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 4096), 1<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		b := sc.Bytes()
-		if len(b) == 0 {
+	for i, b := range lines {
+		if len(bytes.TrimSpace(b)) == 0 {
 			continue
 		}
 		var cp Checkpoint
 		if err := json.Unmarshal(b, &cp); err != nil || cp.Seq < 0 || len(cp.Hash) != 64 {
-			return cps, fmt.Errorf("audit: checkpoints %s line %d: not a checkpoint", path, line)
+			if i == len(lines)-1 {
+				break // unfinished last line
+			}
+			return cps, fmt.Errorf("audit: checkpoints %s line %d: not a checkpoint", path, i+1)
 		}
-		cp.Source = fmt.Sprintf("%s:%d", filepath.Base(path), line)
+		cp.Source = fmt.Sprintf("%s:%d", filepath.Base(path), i+1)
 		cps = append(cps, cp)
-	}
-	if err := sc.Err(); err != nil {
-		return cps, fmt.Errorf("audit: checkpoints %s: %w", path, err)
 	}
 	return cps, nil
 }

@@ -277,6 +277,17 @@ func TestVerifyCorruptCheckpointsFile(t *testing.T) {
 	if _, err := ReadCheckpoints(CheckpointPath(path)); err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Fatalf("got %v, want an error naming line 1", err)
 	}
+	// An unfinished last line (a crash mid-write) is ignored.
+	good := "{\"seq\":2,\"hash\":\"" + GenesisHash + "\"}\n"
+	os.WriteFile(CheckpointPath(path), []byte(good+"{\"seq\":3,\"ha"), 0o600)
+	if cps, err := ReadCheckpoints(CheckpointPath(path)); err != nil || len(cps) != 1 || cps[0].Seq != 2 {
+		t.Fatalf("got %+v %v, want the one finished line", cps, err)
+	}
+	// A complete last line without a newline (a hand-made file) counts.
+	os.WriteFile(CheckpointPath(path), []byte(strings.TrimSuffix(good, "\n")), 0o600)
+	if cps, err := ReadCheckpoints(CheckpointPath(path)); err != nil || len(cps) != 1 {
+		t.Fatalf("got %+v %v, want the checkpoint without a newline", cps, err)
+	}
 }
 
 // TestTamperScript uses the shared checks' tamper.py, which edits whichever
