@@ -511,6 +511,7 @@ func (m *Model) onDecided(msg decidedMsg) tea.Cmd {
 		return nil
 	case !reply.Accepted:
 		it.inflight = false
+		m.log.Info("verdict refused", "call", rv.CallID, "decided_by", reply.DecidedBy, "error", reply.Error)
 		switch {
 		case reply.DecidedBy != "":
 			m.setStatus(name+": already decided by "+sanitize.Line(reply.DecidedBy), true)
