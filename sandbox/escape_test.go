@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -754,15 +755,21 @@ func allowlistEscape(t *testing.T, backend string) {
 	var hits atomic.Int64
 	var hostsMu sync.Mutex
 	var hosts []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
 		hostsMu.Lock()
 		hosts = append(hosts, r.Host)
 		hostsMu.Unlock()
 		fmt.Fprint(w, "hello")
-	}))
+	})
+	srv := httptest.NewServer(handler)
 	defer srv.Close()
+	tlsSrv := httptest.NewUnstartedServer(handler)
+	tlsSrv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes
+	tlsSrv.StartTLS()
+	defer tlsSrv.Close()
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	_, tlsPort, _ := net.SplitHostPort(tlsSrv.Listener.Addr().String())
 	local := netip.MustParseAddr("127.0.0.1")
 	ctor := func(opts ...NativeOption) (Runner, error) { return NewNative(opts...) }
 	if backend == "bwrap" {
@@ -786,8 +793,10 @@ func allowlistEscape(t *testing.T, backend string) {
 		testenv.Missing(t, "%s: %v", backend, err)
 	}
 	script := `
-import socket, urllib.request, urllib.error
+import socket, ssl, urllib.request, urllib.error
 P = ` + port + `
+PT = ` + tlsPort + `
+ctx = ssl._create_unverified_context()
 def get(url):
     try:
         return urllib.request.urlopen(url, timeout=5).read().decode()
@@ -811,6 +820,22 @@ print("other-port", get("http://allowed.test:1/"))
 print("connect-denied", raw("CONNECT denied.test:443 HTTP/1.1\r\nHost: denied.test:443\r\n\r\n"))
 print("host-mismatch", raw("GET http://allowed.test:%d/ HTTP/1.1\r\nHost: denied.test\r\n\r\n" % P))
 print("origin-form", raw("GET / HTTP/1.1\r\nHost: allowed.test:%d\r\n\r\n" % P))
+try:
+    print("https", urllib.request.urlopen("https://allowed.test:%d/" % PT, context=ctx, timeout=5).read().decode())
+except Exception as e:
+    print("https", "ERR", e)
+for sni in ["evil.test", None]:
+    s = socket.create_connection(("127.0.0.1", 3128), timeout=5)
+    s.sendall(("CONNECT allowed.test:%d HTTP/1.1\r\nHost: allowed.test\r\n\r\n" % PT).encode())
+    s.recv(200)
+    try:
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        c.check_hostname = False
+        c.verify_mode = ssl.CERT_NONE
+        c.wrap_socket(s, server_hostname=sni).do_handshake()
+        print("fronting-%s" % sni, "CONNECTED")
+    except Exception as e:
+        print("fronting-%s" % sni, "refused")
 for addr in [("1.1.1.1", 443), ("127.0.0.1", P), ("127.0.0.1", 22), ("10.0.0.1", 80)]:
     try:
         socket.create_connection(addr, timeout=2)
@@ -824,7 +849,7 @@ except Exception as e:
     print("bind", type(e).__name__)
 `
 	res := runT(t, n, Spec{Lang: "python", Source: script, Network: NetworkAllowlist,
-		Allow: []string{"allowed.test:" + port, "*.allowed.test:" + port}})
+		Allow: []string{"allowed.test:" + port, "*.allowed.test:" + port, "allowed.test:" + tlsPort}})
 	if res.ExitCode != 0 {
 		t.Fatalf("exit %d: %s", res.ExitCode, res.Stderr)
 	}
@@ -836,6 +861,7 @@ except Exception as e:
 		// 3.2.2): the proxy checks, dials and forwards the URL's host only.
 		"connect-denied": "HTTP/1.1 403 Forbidden", "host-mismatch": "HTTP/1.1 200 OK",
 		"origin-form": "HTTP/1.1 403 Forbidden", "bind": "PermissionError",
+		"https": "hello", "fronting-evil.test": "refused", "fronting-None": "refused",
 	}
 	got := map[string]string{}
 	for l := range strings.Lines(string(res.Stdout)) {
@@ -853,8 +879,8 @@ except Exception as e:
 			t.Errorf("%s: got %q, want %q", k, got[k], v)
 		}
 	}
-	if h := hits.Load(); h != 4 {
-		t.Errorf("the stand-in internet served %d requests, want 4 (the allowed ones)", h)
+	if h := hits.Load(); h != 5 {
+		t.Errorf("the stand-in internet served %d requests, want 5 (the allowed ones)", h)
 	}
 	hostsMu.Lock()
 	for _, h := range hosts {
@@ -863,8 +889,8 @@ except Exception as e:
 		}
 	}
 	hostsMu.Unlock()
-	if !strings.Contains(res.Isolation["proxy"], "denied 8") {
-		t.Errorf("proxy record %q, want 8 denials logged", res.Isolation["proxy"])
+	if !strings.Contains(res.Isolation["proxy"], "denied 10") {
+		t.Errorf("proxy record %q, want 10 denials logged", res.Isolation["proxy"])
 	}
 	// "*" allows any name, never IP literals or forbidden addresses.
 	star := `

@@ -4,7 +4,9 @@ package sandbox
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -285,13 +287,65 @@ func (p *allowProxy) connect(w http.ResponseWriter, r *http.Request) {
 		up.Close()
 		return
 	}
-	p.allowed.Add(1)
 	_, _ = down.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n"))
+	// A TLS client must name the CONNECT host in its SNI (no fronting a
+	// listed address with another name); other protocols pass as they are.
+	_ = down.SetReadDeadline(time.Now().Add(10 * time.Second))
+	first, sni, isTLS := peekClientHello(buf.Reader)
+	_ = down.SetReadDeadline(time.Time{})
+	want := normHost(host)
+	if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		want = "" // clients send no SNI for an address
+	}
+	if isTLS && normHost(sni) != want {
+		p.denied.Add(1)
+		p.log.Info("sandbox proxy denied", "method", r.Method, "target", r.Host, "sni", sni, "reason", "TLS SNI differs from the CONNECT host")
+		up.Close()
+		down.Close()
+		return
+	}
+	p.allowed.Add(1)
 	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(up, buf); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(up, io.MultiReader(bytes.NewReader(first), buf)); done <- struct{}{} }()
 	go func() { _, _ = io.Copy(down, up); done <- struct{}{} }()
 	<-done
 	up.Close()
 	down.Close()
 	<-done
 }
+
+// peekClientHello reads the first TLS record if the stream starts with one
+// and returns the bytes read, the SNI and whether it was a TLS handshake.
+func peekClientHello(r *bufio.Reader) (first []byte, sni string, isTLS bool) {
+	hdr, err := r.Peek(5)
+	if err != nil || hdr[0] != 0x16 || hdr[1] != 3 {
+		return nil, "", false
+	}
+	n := int(hdr[3])<<8 | int(hdr[4])
+	rec := make([]byte, 5+n)
+	if _, err := io.ReadFull(r, rec); err != nil {
+		return rec, "", true
+	}
+	// Let crypto/tls parse the ClientHello, then abort the handshake.
+	errStop := errors.New("stop")
+	srv := tls.Server(&replayConn{r: bytes.NewReader(rec)}, &tls.Config{
+		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			sni = h.ServerName
+			return nil, errStop
+		},
+	})
+	_ = srv.Handshake()
+	return rec, sni, true
+}
+
+// replayConn is a net.Conn that reads from r and discards writes.
+type replayConn struct{ r io.Reader }
+
+func (c *replayConn) Read(b []byte) (int, error)         { return c.r.Read(b) }
+func (c *replayConn) Write(b []byte) (int, error)        { return len(b), nil }
+func (c *replayConn) Close() error                       { return nil }
+func (c *replayConn) LocalAddr() net.Addr                { return &net.TCPAddr{} }
+func (c *replayConn) RemoteAddr() net.Addr               { return &net.TCPAddr{} }
+func (c *replayConn) SetDeadline(t time.Time) error      { return nil }
+func (c *replayConn) SetReadDeadline(t time.Time) error  { return nil }
+func (c *replayConn) SetWriteDeadline(t time.Time) error { return nil }
