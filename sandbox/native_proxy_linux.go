@@ -323,8 +323,8 @@ func peekClientHello(r *bufio.Reader) (first []byte, sni string, isTLS bool) {
 	}
 	n := int(hdr[3])<<8 | int(hdr[4])
 	rec := make([]byte, 5+n)
-	if _, err := io.ReadFull(r, rec); err != nil {
-		return rec, "", true
+	if k, err := io.ReadFull(r, rec); err != nil {
+		return rec[:k], "", true
 	}
 	// Let crypto/tls parse the ClientHello, then abort the handshake.
 	errStop := errors.New("stop")

@@ -3,9 +3,14 @@
 package sandbox
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -480,4 +485,63 @@ func TestAllowRules(t *testing.T) {
 			t.Errorf("publicAddr(%s) = %v, want %v", c.addr, got, c.want)
 		}
 	}
+}
+
+// clientHello returns the first flight of a TLS client for sni.
+func clientHello(sni string) []byte {
+	var out bytes.Buffer
+	c := tls.Client(&recordConn{w: &out}, &tls.Config{ServerName: sni, InsecureSkipVerify: true})
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	_ = c.Handshake() // fails at the read: we only want what was written
+	return out.Bytes()
+}
+
+type recordConn struct{ w *bytes.Buffer }
+
+func (c *recordConn) Read([]byte) (int, error)         { return 0, io.EOF }
+func (c *recordConn) Write(b []byte) (int, error)      { return c.w.Write(b) }
+func (c *recordConn) Close() error                     { return nil }
+func (c *recordConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *recordConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (c *recordConn) SetDeadline(time.Time) error      { return nil }
+func (c *recordConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *recordConn) SetWriteDeadline(time.Time) error { return nil }
+
+func TestPeekClientHello(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		in      []byte
+		wantSNI string
+		wantTLS bool
+	}{
+		{"tls-with-sni", clientHello("allowed.test"), "allowed.test", true},
+		{"tls-without-sni", clientHello(""), "", true},
+		{"plain-http", []byte("GET / HTTP/1.1\r\n\r\n"), "", false},
+		{"truncated-record", clientHello("x.test")[:20], "", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			first, sni, isTLS := peekClientHello(bufio.NewReader(bytes.NewReader(c.in)))
+			if sni != c.wantSNI || isTLS != c.wantTLS {
+				t.Errorf("got sni %q tls %v, want %q %v", sni, isTLS, c.wantSNI, c.wantTLS)
+			}
+			if isTLS && !bytes.HasPrefix(c.in, first) {
+				t.Errorf("peeked bytes are not a prefix of the stream")
+			}
+		})
+	}
+}
+
+func FuzzPeekClientHello(f *testing.F) {
+	f.Add(clientHello("allowed.test"))
+	f.Add([]byte{0x16, 3, 1, 0, 4, 1, 0, 0, 0})
+	f.Add([]byte("CONNECT x:1 HTTP/1.1\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		first, _, isTLS := peekClientHello(bufio.NewReader(bytes.NewReader(data)))
+		if !isTLS && len(first) != 0 {
+			t.Fatalf("non-TLS stream consumed %d bytes", len(first))
+		}
+		if !bytes.HasPrefix(data, first) {
+			t.Fatalf("peeked bytes are not a prefix of the input")
+		}
+	})
 }
