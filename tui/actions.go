@@ -531,7 +531,7 @@ func (m *Model) onDecided(msg decidedMsg) tea.Cmd {
 			m.checksMissed++
 			m.notice = "That was an attention check — you approved a planted dangerous call. Nothing ran; slow down and read each call."
 		}
-		m.noticeAt = m.now
+		m.noticeAt, m.noticeUrgent = m.now, true
 	}
 	if reply.Waiting {
 		it.inflight, it.waiting = false, true

@@ -204,7 +204,7 @@ func (m *Model) onGrantReply(name string, reply airlock.ReviewReply) {
 		}
 		m.notice = name + ": " + sanitize.Line(note)
 	}
-	m.noticeAt = m.now
+	m.noticeAt, m.noticeUrgent = m.now, false
 }
 
 // admin returns the backend's admin side, if it has one.
@@ -408,7 +408,7 @@ func (m *Model) suggest(st *shapeStat) tea.Cmd {
 	}
 	m.notice = fmt.Sprintf("%d× approved alike (%s from %s): a rule suggestion is in the Grants view (tab); nothing is adopted by itself",
 		st.approved, sanitize.Line(st.tool), sanitize.Line(st.agent))
-	m.noticeAt = m.now
+	m.noticeAt, m.noticeUrgent = m.now, false
 	ab := m.admin()
 	if ab == nil {
 		sg.replayErr = "this console's backend cannot replay rules against the audit log"

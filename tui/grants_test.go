@@ -489,3 +489,34 @@ func utf8ValidPrintable(s string) bool {
 	}
 	return true
 }
+
+func TestNewerStatusShowsOverOlderNotice(t *testing.T) {
+	h := newHarness(t, policy.Review{})
+	h.b.reply = grantReply("")
+	h.add(listEmail("a", "ops@acme.com", "weekly numbers"))
+	h.wait(time.Second)
+	h.press("A", "enter")
+	if s := h.screen(); !strings.Contains(s, "grant g01 created") {
+		t.Fatalf("the grant notice is not shown:\n%s", s)
+	}
+	h.wait(time.Second)
+	h.press("/")
+	h.press("esc")
+	if s := h.screen(); !strings.Contains(s, "filter cleared") {
+		t.Errorf("a newer status is hidden behind the older notice:\n%s", s)
+	}
+	// An attention check's outcome stays over newer statuses.
+	h.b.reply = func(airlock.Review) (airlock.ReviewReply, error) {
+		return airlock.ReviewReply{Accepted: true, Canary: true}, nil
+	}
+	h.send(Event{Kind: EventRemoved, CallID: "a"})
+	h.add(pending("c", "bot", "read_file", 5, map[string]any{"path": "/tmp/c"}))
+	h.wait(time.Second)
+	h.press("a")
+	h.wait(time.Second)
+	h.press("/")
+	h.press("esc")
+	if s := h.screen(); !strings.Contains(s, "attention check") {
+		t.Errorf("the attention check's outcome gave way to a status:\n%s", s)
+	}
+}

@@ -236,6 +236,9 @@ type Model struct {
 	statusAt  time.Time
 	notice    string
 	noticeAt  time.Time
+	// noticeUrgent keeps the notice (an attention check's outcome) over
+	// newer status messages; others give way to a newer status.
+	noticeUrgent bool
 
 	approvals    []time.Time // approval decisions (one per keystroke), for the rate guard
 	checksCaught int         // attention checks denied

@@ -292,7 +292,7 @@ func (m *Model) viewMessage(w int) string {
 	case modeRevoke:
 		return st.Warn.Render("revoke grant " + sanitize.Line(m.revokeID) + " at once? y revokes · n or Esc keeps it")
 	}
-	if m.notice != "" {
+	if m.notice != "" && (m.noticeUrgent || m.status == "" || !m.statusAt.After(m.noticeAt)) {
 		return st.Notice.Render(m.notice)
 	}
 	if m.status != "" {

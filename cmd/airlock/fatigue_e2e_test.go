@@ -335,3 +335,89 @@ func waitLong(s *tmuxSession, what string, d time.Duration, pred func(string) bo
 	s.t.Fatalf("%s: never happened in %s; screen:\n%s", what, d, scr)
 	return ""
 }
+
+// TestConsoleGrantEndToEnd creates a grant from the console in a real
+// terminal (A, Enter), sees a later matching call approved by it without a
+// reviewer, lists it in the Grants view and revokes it there (r, y): the next
+// matching call waits for a human again.
+func TestConsoleGrantEndToEnd(t *testing.T) {
+	tmux := testenv.Tool(t, "tmux")
+	dir := t.TempDir()
+	sockDir, err := os.MkdirTemp("", "al-grant-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd := exec.Command(tmux, "kill-server")
+		cmd.Env = append(os.Environ(), "TMUX_TMPDIR="+sockDir)
+		_ = cmd.Run()
+		os.RemoveAll(sockDir)
+	})
+	polFile := writePolicy(t, dir, fmt.Sprintf(fatiguePolicy, "", fatigueGrace.Milliseconds()))
+	url, agent := fatigueBroker(t, dir, polFile)
+	argv, env := selfCommand(t, "console", "--nats", url, "--reviewer", "rita", "--policy", polFile, "--log", filepath.Join(sockDir, "console.log"))
+	env = append(env, "TMUX_TMPDIR="+sockDir, "TERM=xterm-256color")
+	s := &tmuxSession{t: t, tmux: tmux, name: "rita", env: env}
+	s.run("-f", "/dev/null", "new-session", "-d", "-s", "rita", "-x", "120", "-y", "40",
+		"env AIRLOCK_TEST_MAIN=1 "+strings.Join(quoteAll(argv), " ")+" 2>"+filepath.Join(sockDir, "console.err"))
+	s.waitFor("the console connects", func(scr string) bool { return strings.Contains(scr, "connected") })
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	read := func(id, path string) <-chan airlock.Decision {
+		ch := make(chan airlock.Decision, 1)
+		go func() {
+			d, err := agent.Submit(ctx, &airlock.ToolCall{ID: id, Agent: "report-bot", User: "sam", Org: "acme", Session: "s-r",
+				Tool: "read_file", Arguments: map[string]any{"path": path}})
+			if err != nil {
+				d.Reason = err.Error()
+			}
+			ch <- d
+		}()
+		return ch
+	}
+
+	first := read("g-1", "/srv/reports/a.csv")
+	s.waitFor("the call on screen", func(scr string) bool { return strings.Contains(scr, "id g-1") })
+	time.Sleep(fatigueGrace + 80*time.Millisecond) // the grace period is wall-clock time
+	s.keys("A")
+	s.waitFor("the grant form", func(scr string) bool {
+		return strings.Contains(scr, "approve similar calls") && strings.Contains(scr, `startsWith("/srv/reports/")`)
+	})
+	s.keys("Enter")
+	if d := <-first; d.Verdict != airlock.VerdictApproved || d.DecidedBy != "reviewer:rita" {
+		t.Fatalf("g-1: got %+v, want approved by reviewer:rita", d)
+	}
+	scr := s.waitFor("the grant is confirmed", func(scr string) bool { return strings.Contains(scr, "created: report-bot may call read_file") })
+	m := regexp.MustCompile(`grant (g[0-9a-z]+) created`).FindStringSubmatch(scr)
+	if m == nil {
+		t.Fatalf("no grant id on screen:\n%s", scr)
+	}
+	gid := m[1]
+
+	if d := <-read("g-2", "/srv/reports/b.csv"); d.Verdict != airlock.VerdictApproved || d.DecidedBy != "grant:"+gid {
+		t.Fatalf("g-2: got %+v, want approved by grant:%s", d, gid)
+	}
+
+	s.keys("Tab", "Tab", "Tab")
+	s.waitFor("the Grants view lists the grant", func(scr string) bool {
+		return strings.Contains(scr, "[Grants]") && strings.Contains(scr, gid) && strings.Contains(scr, "report-bot")
+	})
+	s.keys("r")
+	s.waitFor("the revoke confirmation", func(scr string) bool { return strings.Contains(scr, "revoke grant "+gid+" at once?") })
+	s.keys("y")
+	s.waitFor("the grant is revoked", func(scr string) bool {
+		return strings.Contains(scr, "revoked grant "+gid) && strings.Contains(scr, "no live grants")
+	})
+
+	third := read("g-3", "/srv/reports/c.csv")
+	s.keys("Escape")
+	s.waitFor("g-3 waits for a human", func(scr string) bool { return strings.Contains(scr, "id g-3") })
+	time.Sleep(fatigueGrace + 80*time.Millisecond)
+	s.keys("d")
+	s.waitFor("the deny prompt", func(scr string) bool { return strings.Contains(scr, "deny — reason") })
+	s.keys("Enter")
+	if d := <-third; d.Verdict != airlock.VerdictDenied || d.DecidedBy != "reviewer:rita" {
+		t.Fatalf("g-3: got %+v, want denied by reviewer:rita after the revocation", d)
+	}
+}
