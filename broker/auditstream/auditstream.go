@@ -198,6 +198,15 @@ func (w *Writer) lead(ctx context.Context, kv jetstream.KeyValue, rev uint64) er
 	if err != nil {
 		return err
 	}
+	// One ordered consumer for the whole lease: it resets itself when its
+	// node fails. (FetchNoWait on an ordered consumer would re-create it on
+	// every poll, a consumer assignment through the meta leader each time,
+	// which on a cluster fails with "no responders" and livelocks.)
+	it, err := cons.Messages(jetstream.PullMaxMessages(500))
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
 	for {
 		select {
 		case err := <-lost:
@@ -207,13 +216,21 @@ func (w *Writer) lead(ctx context.Context, kv jetstream.KeyValue, rev uint64) er
 		if lctx.Err() != nil {
 			return nil
 		}
-		batch, err := cons.FetchNoWait(500)
-		if err != nil {
-			return err
-		}
 		var evs []airlock.Event
 		var seqs []uint64
-		for m := range batch.Messages() {
+		// Wait briefly for the first event, then take what is already there.
+		wait := 200 * time.Millisecond
+		for len(evs) < 500 {
+			m, err := it.Next(jetstream.NextMaxWait(wait))
+			if errors.Is(err, nats.ErrTimeout) {
+				break
+			}
+			if err != nil {
+				if lctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
 			meta, err := m.Metadata()
 			if err != nil {
 				return err
@@ -222,16 +239,9 @@ func (w *Writer) lead(ctx context.Context, kv jetstream.KeyValue, rev uint64) er
 			evs = append(evs, airlock.Event{Kind: m.Headers().Get(hdrKind), CallID: m.Headers().Get(hdrCallID), TS: ts,
 				Payload: json.RawMessage(m.Data())})
 			seqs = append(seqs, meta.Sequence.Stream)
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return err
+			wait = 2 * time.Millisecond
 		}
 		if len(evs) == 0 {
-			select {
-			case <-lctx.Done():
-				return nil
-			case <-time.After(20 * time.Millisecond):
-			}
 			continue
 		}
 		// Skip what is already applied; refuse a gap.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/airlock/airlock"
 	"github.com/airlock/airlock/audit"
+	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/internal/fleettest"
 )
@@ -70,6 +71,7 @@ type chaosLoad struct {
 	// decided counts the decisions agents received; reviews the verdicts
 	// the reviewer had accepted.
 	decided, accepted, refused atomic.Int64
+	failClosed                 atomic.Int64 // unrecorded fail-closed answers, retried
 	lastDecision               atomic.Int64 // unix nanos
 }
 
@@ -121,6 +123,13 @@ func (l *chaosLoad) agent(w int) {
 		l.tools[id] = call.Tool
 		l.mu.Unlock()
 		d, err := l.agents.Submit(l.ctx, call)
+		// A broker that cannot reach its state or the audit log fails
+		// closed without recording anything: the agent retries the same id.
+		for err == nil && failedClosed(d) && l.ctx.Err() == nil {
+			l.failClosed.Add(1)
+			time.Sleep(100 * time.Millisecond)
+			d, err = l.agents.Submit(l.ctx, call)
+		}
 		l.mu.Lock()
 		if err != nil {
 			l.failed[id] = err
@@ -134,6 +143,19 @@ func (l *chaosLoad) agent(w int) {
 		l.decided.Add(1)
 		l.lastDecision.Store(time.Now().UnixNano())
 	}
+}
+
+// failedClosed reports an unrecorded denial a retry may turn around.
+func failedClosed(d airlock.Decision) bool {
+	if d.Verdict != airlock.VerdictDenied || d.AuditSeq != 0 {
+		return false
+	}
+	for _, r := range []string{broker.ReasonStateUnavailable, broker.ReasonAuditUnavailable, broker.ReasonLimitsUnavailable} {
+		if strings.HasPrefix(d.Reason, r) {
+			return true
+		}
+	}
+	return false
 }
 
 // review approves every waiting call, as a scripted reviewer would.
@@ -193,6 +215,7 @@ func (l *chaosLoad) drain() {
 // chaosFigures is what one chaos run reports.
 type chaosFigures struct {
 	Calls, Decided, Pending, Undecided int
+	FailClosed                         int64
 	Verdicts                           map[airlock.Verdict]int
 	Sandboxed, Ran, Interrupted        int
 	AuditDecisions                     int
@@ -200,8 +223,8 @@ type chaosFigures struct {
 }
 
 func (f chaosFigures) String() string {
-	return fmt.Sprintf("calls %d · decided %d %v · pending %d · undecided %d · sandboxed %d (ran %d, interrupted %d) · audit decision events %d · reviews accepted %d, refused %d",
-		f.Calls, f.Decided, f.Verdicts, f.Pending, f.Undecided, f.Sandboxed, f.Ran, f.Interrupted, f.AuditDecisions, f.ReviewsAccepted, f.ReviewsRefused)
+	return fmt.Sprintf("calls %d · decided %d %v · pending %d · undecided %d · fail-closed answers retried %d · sandboxed %d (ran %d, interrupted %d) · audit decision events %d · reviews accepted %d, refused %d",
+		f.Calls, f.Decided, f.Verdicts, f.Pending, f.Undecided, f.FailClosed, f.Sandboxed, f.Ran, f.Interrupted, f.AuditDecisions, f.ReviewsAccepted, f.ReviewsRefused)
 }
 
 // check asserts the chaos invariants: every call has exactly one final
@@ -213,7 +236,7 @@ func (l *chaosLoad) check(t *testing.T, ws, auditPath string) chaosFigures {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	f := chaosFigures{Calls: len(l.tools), Verdicts: map[airlock.Verdict]int{},
-		ReviewsAccepted: l.accepted.Load(), ReviewsRefused: l.refused.Load()}
+		ReviewsAccepted: l.accepted.Load(), ReviewsRefused: l.refused.Load(), FailClosed: l.failClosed.Load()}
 
 	// Calls the agents gave up on must still be waiting and decidable.
 	for id, err := range l.failed {
@@ -514,14 +537,14 @@ func TestChaosFleetNATSNodeKill(t *testing.T) {
 	}
 	recoverKill := time.Since(killed)
 	if err := l.waitDecided(l.decided.Load()+10, 45*time.Second); err != nil {
-		t.Fatalf("with %s down: %v", leader, err)
+		t.Fatalf("with %s down: %v\n%s", leader, err, brokerLogs(f.dir))
 	}
 	downDecisions := l.decided.Load() - before
 	f.cluster.Restart(victim)
 	restarted := time.Now()
 	mark := l.decided.Load()
 	if err := l.waitDecided(mark+10, 45*time.Second); err != nil {
-		t.Fatalf("after %s came back: %v", leader, err)
+		t.Fatalf("after %s came back: %v\n%s\n%s", leader, err, brokerLogs(f.dir), f.cluster.Logs())
 	}
 	recoverBack := time.Since(restarted)
 	fig := f.settle(t, l, ws)
