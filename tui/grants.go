@@ -136,6 +136,10 @@ func (m *Model) grantKey() tea.Cmd {
 		m.setStatus("nothing to approve yet: the batch's calls just arrived", false)
 		return nil
 	}
+	if wait := m.rateWait(); wait > 0 {
+		m.setStatus(fmt.Sprintf("rate guard: approvals (and grants) paused for %s — take a breath and read", fmtSecs(wait)), true)
+		return nil
+	}
 	lead := items[0]
 	f := &grantForm{call: lead.p.Call, n: len(items)}
 	for i := range f.in {
@@ -555,7 +559,7 @@ func (m *Model) viewGrants(w, h int) []string {
 	switch {
 	case m.grantsErr != "":
 		out = append(out, st.Error.Render("  "+sanitize.Line(m.grantsErr)))
-	case m.grantsAt.IsZero():
+	case m.grantsAt.IsZero() && len(m.grants) == 0:
 		out = append(out, st.Muted.Render("  loading…"))
 	case len(m.grants) == 0:
 		out = append(out, st.Muted.Render("  no live grants — A on a routine call in the Queue approves it and creates one"))

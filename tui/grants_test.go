@@ -520,3 +520,20 @@ func TestNewerStatusShowsOverOlderNotice(t *testing.T) {
 		t.Errorf("the attention check's outcome gave way to a status:\n%s", s)
 	}
 }
+
+func TestGrantFormRespectsRateGuard(t *testing.T) {
+	h := newHarness(t, policy.Review{MaxApprovalsPerMinute: 1})
+	h.add(listEmail("a", "ops@acme.com", "one"), listEmail("b", "ops@acme.com", "two"))
+	h.wait(time.Second)
+	h.press("a")
+	h.send(Event{Kind: EventRemoved, CallID: "a"})
+	h.send(flushMsg{})
+	h.wait(time.Second)
+	h.press("A")
+	if h.m.mode != modeNone || !strings.Contains(h.screen(), "rate guard") {
+		t.Fatalf("got mode %v, want the rate guard to refuse the grant form:\n%s", h.m.mode, h.screen())
+	}
+	if got := h.b.sent(); len(got) != 1 {
+		t.Fatalf("got %d reviews, want only the first approval", len(got))
+	}
+}
