@@ -512,18 +512,17 @@ func ruleSnippet(reviewer string, st *shapeStat, when string) string {
 		by = " (reviewer " + sanitize.Line(reviewer) + ")"
 	}
 	lines := []string{
-		fmt.Sprintf("# Suggested by the airlock console%s after %d approvals of", by, st.approved),
-		fmt.Sprintf("# %s calls from %s of one shape. Rules only raise a tier, so", sanitize.Line(st.tool), sanitize.Line(st.agent)),
-		"# the tool becomes notify-tier and a rule sends every other call back to a",
-		"# reviewer. Merge it into the tool's entry by hand (keep its rules and scope);",
-		"# a high risk score still holds any call for review.",
+		fmt.Sprintf("# airlock console%s: %d approvals of one shape of", by, st.approved),
+		fmt.Sprintf("# %s calls from %s. Rules only raise tiers: the tool becomes", sanitize.Line(st.tool), sanitize.Line(st.agent)),
+		"# notify-tier, every other call goes back to a reviewer. Merge by hand (keep",
+		"# the tool's rules and scope); a high risk score still holds any call.",
 		"tools:",
 		"  " + tool + ":",
 		"    tier: notify  # was " + from,
 		"    rules:",
 		"      - when: " + yamlCEL(cel, "          ", snippetWidth),
 		"        tier: approve",
-		"        reason: " + strconv.Quote("not the routine shape of "+st.agent+"'s calls that reviewers approved"),
+		"        reason: outside the routine shape reviewers approved",
 	}
 	return strings.Join(lines, "\n")
 }
@@ -555,52 +554,69 @@ func (sg *suggestion) replayLine() string {
 // the selected entry in full.
 func (m *Model) viewGrants(w, h int) []string {
 	st := &m.styles
-	out := []string{st.Header.Render("Grants — calls they cover are approved as grant:<id> without asking; r revokes the selected one")}
+	head := st.Header.Render("Grants — approved as grant:<id> without asking · r revokes the selected one")
+	var list []string
+	selected := "" // the selected entry's line
 	switch {
 	case m.grantsErr != "":
-		out = append(out, st.Error.Render("  "+sanitize.Line(m.grantsErr)))
+		list = append(list, st.Error.Render("  "+sanitize.Line(m.grantsErr)))
 	case m.grantsAt.IsZero() && len(m.grants) == 0:
-		out = append(out, st.Muted.Render("  loading…"))
+		list = append(list, st.Muted.Render("  loading…"))
 	case len(m.grants) == 0:
-		out = append(out, st.Muted.Render("  no live grants — A on a routine call in the Queue approves it and creates one"))
+		list = append(list, st.Muted.Render("  no live grants — A on a routine call in the Queue approves it and creates one"))
 	default:
-		out = append(out, st.Label.Render("  "+pad("ID", 12)+" "+pad("AGENT", 14)+" "+pad("TOOL", 16)+" "+pad("EXPIRES", 8)+" "+pad("USES", 6)+" CONSTRAINT"))
+		list = append(list, st.Label.Render("  "+pad("ID", 12)+" "+pad("AGENT", 14)+" "+pad("TOOL", 16)+" "+pad("EXPIRES", 8)+" "+pad("USES", 6)+" CONSTRAINT"))
 	}
 	for i, g := range m.grants {
 		uses := strconv.Itoa(g.Uses)
 		if g.MaxUses > 0 {
 			uses += "/" + strconv.Itoa(g.MaxUses)
 		}
-		line := pad(sanitize.Line(g.ID), 12) + " " + pad(sanitize.Line(g.Agent), 14) + " " + pad(sanitize.Line(g.Tool), 16) + " " +
-			pad(fmtLeft(g.ExpiresAt.Sub(m.now)), 8) + " " + pad(uses, 6) + " " + sanitize.Line(g.When)
-		out = append(out, m.gridLine(i, line, w))
+		line := m.gridLine(i, pad(sanitize.Line(g.ID), 12)+" "+pad(sanitize.Line(g.Agent), 14)+" "+pad(sanitize.Line(g.Tool), 16)+" "+
+			pad(fmtLeft(g.ExpiresAt.Sub(m.now)), 8)+" "+pad(uses, 6)+" "+sanitize.Line(g.When), w)
+		if i == m.gsel {
+			selected = line
+		}
+		list = append(list, line)
 	}
-	out = append(out, "", st.Header.Render("Rule suggestions — nothing is adopted: copy the YAML into the policy yourself"))
+	list = append(list, "", st.Header.Render("Rule suggestions — nothing is adopted: copy the YAML into the policy yourself"))
 	if len(m.suggestions) == 0 {
-		out = append(out, st.Muted.Render(fmt.Sprintf("  none yet: after you approve %d routine calls of one shape here, a rule for them is proposed", max(m.suggestAfter(), 0))))
+		list = append(list, st.Muted.Render(fmt.Sprintf("  none yet: after you approve %d routine calls of one shape here, a rule for them is proposed", max(m.suggestAfter(), 0))))
 	}
 	for i, sg := range m.suggestions {
-		line := fmt.Sprintf("%s · %s · approved %d× here · %s", sanitize.Line(sg.stat.agent), sanitize.Line(sg.stat.tool), sg.stat.approved, sg.replayLine())
-		out = append(out, m.gridLine(len(m.grants)+i, line, w))
+		line := m.gridLine(len(m.grants)+i, fmt.Sprintf("%s · %s · approved %d× here · %s", sanitize.Line(sg.stat.agent), sanitize.Line(sg.stat.tool), sg.stat.approved, sg.replayLine()), w)
+		if len(m.grants)+i == m.gsel {
+			selected = line
+		}
+		list = append(list, line)
 	}
-	out = append(out, "")
+	var detail []string
 	switch i := m.gsel; {
 	case i >= 0 && i < len(m.grants):
 		g := &m.grants[i]
-		out = append(out, m.section("grant "+sanitize.Line(g.ID), w))
-		out = append(out, wrapLines(fmt.Sprintf("%s may call %s without asking while: %s", sanitize.Line(g.Agent), sanitize.Line(g.Tool), sanitize.Line(g.When)), w)...)
-		out = append(out, st.Muted.Render(fmt.Sprintf("created by %s at %s from call %s · ends %s · below risk %d",
-			sanitize.Line(g.CreatedBy), g.CreatedAt.Local().Format("15:04:05"), sanitize.Line(g.FromCall), g.ExpiresAt.Local().Format("15:04:05"), g.MaxRisk)))
+		detail = append(detail, m.section("grant "+sanitize.Line(g.ID), w))
+		detail = append(detail, wrapLines(fmt.Sprintf("%s may call %s without asking while: %s", sanitize.Line(g.Agent), sanitize.Line(g.Tool), sanitize.Line(g.When)), w)...)
+		detail = append(detail, wrapLines(st.Muted.Render(fmt.Sprintf("created by %s at %s from call %s · ends %s · below risk %d",
+			sanitize.Line(g.CreatedBy), g.CreatedAt.Format("15:04:05"), sanitize.Line(g.FromCall), g.ExpiresAt.Format("15:04:05"), g.MaxRisk)), w)...)
 	case i >= len(m.grants) && i < len(m.grants)+len(m.suggestions):
 		sg := m.suggestions[i-len(m.grants)]
-		out = append(out, m.section("suggested rule (YAML: select and copy it)", w))
-		for _, l := range strings.Split(sg.yaml, "\n") {
-			out = append(out, sanitize.Line(l)) // unstyled, so a terminal selection copies valid YAML
-		}
-		out = append(out, st.Muted.Render(fmt.Sprintf("covers %d of the last %d calls of this shape you approved here", sg.covered, sg.kept)))
+		detail = append(detail, m.section("suggested rule (YAML: select and copy it)", w))
 		for _, l := range wrapLines(sg.replayLine(), w) {
-			out = append(out, st.Muted.Render(l))
+			detail = append(detail, st.Muted.Render(l))
 		}
+		detail = append(detail, st.Muted.Render(fmt.Sprintf("covers %d of the last %d calls of this shape you approved here", sg.covered, sg.kept)))
+		for _, l := range strings.Split(sg.yaml, "\n") {
+			detail = append(detail, sanitize.Line(l)) // unstyled, so a terminal selection copies valid YAML
+		}
+	}
+	out := append([]string{head}, list...)
+	if len(detail) > 0 {
+		if 1+len(list)+1+len(detail) > h && selected != "" {
+			// Short terminal: the selected entry only, so its detail fits.
+			out = []string{head, selected}
+		}
+		out = append(out, "")
+		out = append(out, detail...)
 	}
 	if len(out) > h {
 		out = out[:h]

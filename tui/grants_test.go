@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -363,22 +365,28 @@ func TestRuleSuggestionAfterNApprovals(t *testing.T) {
 	if tool.Tier != "notify" || len(tool.Rules) != 1 || tool.Rules[0].Tier != "approve" || tool.Rules[0].Reason == "" {
 		t.Fatalf("got %+v, want read_file notify with one rule raising to approve", tool)
 	}
-	cond, err := policy.CompileCond(tool.Rules[0].When)
+	// Adopted as is into a policy, the loader takes it and it decides as
+	// it says.
+	file := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(file, []byte("version: 1\ndefaults: {unknown_tool: deny}\n"+sg.yaml+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Load(file)
 	if err != nil {
-		t.Fatalf("the rule does not compile: %v", err)
+		t.Fatalf("the policy loader refuses the snippet: %v\n%s", err, sg.yaml)
 	}
 	for _, c := range []struct {
 		agent, path string
-		raised      bool
+		want        airlock.Tier
 	}{
-		{"reports", "/srv/reports/2026-12-01.csv", false},
-		{"reports", "/srv/reports/../../etc/passwd", true},
-		{"reports", "/etc/passwd", true},
-		{"other-bot", "/srv/reports/2026-12-01.csv", true},
+		{"reports", "/srv/reports/2026-12-01.csv", airlock.TierNotify},
+		{"reports", "/srv/reports/../../etc/passwd", airlock.TierApprove},
+		{"reports", "/etc/passwd", airlock.TierApprove},
+		{"other-bot", "/srv/reports/2026-12-01.csv", airlock.TierApprove},
 	} {
 		call := airlock.ToolCall{Agent: c.agent, Tool: "read_file", Arguments: map[string]any{"path": c.path}}
-		if got, err := cond.Match(&call); err != nil || got != c.raised {
-			t.Errorf("%s reading %s: got raised=%v (%v), want %v", c.agent, c.path, got, err, c.raised)
+		if got := pol.Evaluate(&call); got.Tier != c.want {
+			t.Errorf("%s reading %s: got tier %s (%s), want %s", c.agent, c.path, got.Tier, got.Reason, c.want)
 		}
 	}
 }

@@ -84,6 +84,33 @@ func TestGolden(t *testing.T) {
 		h.press("?")
 		golden(t, "help-80x24", h.screen())
 	})
+	t.Run("grant-form-80x24", func(t *testing.T) {
+		h := scene(t, 80, 24)
+		h.press("G") // the batch of reads
+		h.wait(time.Second)
+		h.press("A")
+		got := h.screen()
+		checkFrame(t, got, 80, 24)
+		golden(t, "grant-form-80x24", got)
+	})
+	t.Run("grants-80x24", func(t *testing.T) {
+		h := scene(t, 80, 24)
+		h.b.grants = []airlock.Grant{{ID: "g7f3k", Agent: "docs-bot", Tool: "read_file", When: `args.path.startsWith("/srv/docs/") && !args.path.contains("..")`,
+			Uses: 2, MaxUses: 10, MaxRisk: 50, CreatedBy: "reviewer:alice", CreatedAt: t0.Add(-5 * time.Minute), ExpiresAt: t0.Add(10 * time.Minute), FromCall: "01JREAD0"}}
+		h.b.replayRes = ReplaySummary{Replayed: 40, Matched: 37, MatchedApproved: 37}
+		h.m.opts.SuggestAfter = 3
+		h.press("G")
+		h.wait(time.Second)
+		h.press("a")
+		for h.m.tab != tabGrants {
+			h.press("tab")
+		}
+		got := h.screen()
+		checkFrame(t, got, 80, 24)
+		golden(t, "grants-80x24", got)
+		h.press("j")
+		golden(t, "grants-suggestion-80x24", h.screen())
+	})
 }
 
 // checkFrame checks the frame fills the terminal exactly, no line wider.
