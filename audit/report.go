@@ -139,9 +139,11 @@ func (r *Reader) reportReviewers(ctx context.Context, from string, sum *Summary)
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("audit: report: %w", err)
 	}
-	// Canary events: {"reviewer": …, "caught": true|false} (or a review inside).
+	// Canary events (airlock.CanaryRecord): {"reviewer": …, "outcome":
+	// "caught"|"missed"|"expired"}; an expired check was seen by nobody.
 	crows, err := r.db.QueryContext(ctx, `SELECT coalesce(json_extract(payload,'$.reviewer'), json_extract(payload,'$.review.reviewer'), ''),
-		coalesce(json_extract(payload,'$.caught'), 0) FROM event_log WHERE kind = 'canary' AND ts >= ?`, from)
+		coalesce(json_extract(payload,'$.outcome') = 'caught', json_extract(payload,'$.caught'), 0)
+		FROM event_log WHERE kind = 'canary' AND ts >= ? AND coalesce(json_extract(payload,'$.outcome'), '') != 'expired'`, from)
 	if err != nil {
 		return fmt.Errorf("audit: report: %w", err)
 	}
