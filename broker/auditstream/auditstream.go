@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/ulid/v2"
 
 	"github.com/airlock/airlock"
 	"github.com/airlock/airlock/audit"
@@ -87,7 +88,10 @@ func (p *Publisher) Append(ctx context.Context, ev airlock.Event) (airlock.Recei
 	m.Header.Set(hdrKind, ev.Kind)
 	m.Header.Set(hdrCallID, ev.CallID)
 	m.Header.Set(hdrTS, ts.UTC().Format(time.RFC3339Nano))
-	ack, err := p.js.PublishMsg(ctx, m)
+	// A message id makes a retried publish (nats.go retries when a leader
+	// election answers "no responders", and the first attempt may have been
+	// stored) land once: the stream drops duplicates within its window.
+	ack, err := p.js.PublishMsg(ctx, m, jetstream.WithMsgID(ulid.Make().String()))
 	if err != nil {
 		return airlock.Receipt{}, fmt.Errorf("%w: audit stream: %w", audit.ErrUnavailable, err)
 	}

@@ -46,6 +46,12 @@ func chaosSetup(t *testing.T, dir string) (policyPath, ws string) {
 		t.Fatal(err)
 	}
 	_ = os.Chmod(ws, 0o777)
+	// Every run appends here, whichever uid the sandbox gives it.
+	runs := filepath.Join(ws, "runs.log")
+	if err := os.WriteFile(runs, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(runs, 0o666)
 	return writePolicy(t, dir, fmt.Sprintf(chaosPolicy, ws)), ws
 }
 
@@ -218,13 +224,14 @@ type chaosFigures struct {
 	FailClosed                         int64
 	Verdicts                           map[airlock.Verdict]int
 	Sandboxed, Ran, Interrupted        int
+	RunErrors                          map[string]int // approved runs that failed, by error
 	AuditDecisions                     int
 	ReviewsAccepted, ReviewsRefused    int64
 }
 
 func (f chaosFigures) String() string {
-	return fmt.Sprintf("calls %d · decided %d %v · pending %d · undecided %d · fail-closed answers retried %d · sandboxed %d (ran %d, interrupted %d) · audit decision events %d · reviews accepted %d, refused %d",
-		f.Calls, f.Decided, f.Verdicts, f.Pending, f.Undecided, f.FailClosed, f.Sandboxed, f.Ran, f.Interrupted, f.AuditDecisions, f.ReviewsAccepted, f.ReviewsRefused)
+	return fmt.Sprintf("calls %d · decided %d %v · pending %d · undecided %d · fail-closed answers retried %d · sandboxed %d (ran %d, interrupted %d, failed %v) · audit decision events %d · reviews accepted %d, refused %d",
+		f.Calls, f.Decided, f.Verdicts, f.Pending, f.Undecided, f.FailClosed, f.Sandboxed, f.Ran, f.Interrupted, f.RunErrors, f.AuditDecisions, f.ReviewsAccepted, f.ReviewsRefused)
 }
 
 // check asserts the chaos invariants: every call has exactly one final
@@ -235,7 +242,7 @@ func (l *chaosLoad) check(t *testing.T, ws, auditPath string) chaosFigures {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	f := chaosFigures{Calls: len(l.tools), Verdicts: map[airlock.Verdict]int{},
+	f := chaosFigures{Calls: len(l.tools), Verdicts: map[airlock.Verdict]int{}, RunErrors: map[string]int{},
 		ReviewsAccepted: l.accepted.Load(), ReviewsRefused: l.refused.Load(), FailClosed: l.failClosed.Load()}
 
 	// Calls the agents gave up on must still be waiting and decidable.
@@ -292,6 +299,12 @@ func (l *chaosLoad) check(t *testing.T, ws, auditPath string) chaosFigures {
 			if n != 1 {
 				t.Errorf("sandboxed call %s completed but wrote %d lines", id, n)
 			}
+		default:
+			e := d.Execution.Error + " " + strings.TrimSpace(d.Execution.Stderr)
+			if len(e) > 80 {
+				e = e[:80]
+			}
+			f.RunErrors[fmt.Sprintf("exit %d: %s", d.Execution.ExitCode, e)]++
 		}
 	}
 	for id, n := range runs {
