@@ -32,16 +32,6 @@ tools:
   poison: {tier: auto}
 `
 
-// mcpPolicyChanged holds calls to a tool whose definition changed for a
-// human, as docs/integrations.md recommends.
-const mcpPolicyChanged = `version: 1
-defaults: {unknown_tool: deny, pending_ttl: 1m}
-tools:
-  echo: {tier: auto, rules: [{when: '"mcp_tool_changed" in call.context', tier: approve, reason: tool definition changed}]}
-  delete_everything: {tier: approve}
-  poison: {tier: auto}
-`
-
 type realBroker struct {
 	srv    *server.Server
 	nc     *nats.Conn
@@ -341,20 +331,15 @@ func TestProxyAgainstBrokerAndRealServer(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		// The policy says auto: approved by policy, which is not enough.
-		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "leak"}})
-		if err != nil {
-			t.Fatal(err)
+		// The policy says auto, but the broker holds a changed tool for a
+		// human: a reviewer denies the first call…
+		leak := callAsync(ctx, cs, "echo", map[string]any{"text": "leak"})
+		lp := h.waitPending(t, "echo")
+		h.review(t, airlock.Review{CallID: lp.Call.ID, Action: airlock.ActionDeny, Reviewer: "bob", Reason: "tool changed"})
+		if r := <-leak; r.err != nil || !r.res.IsError {
+			t.Fatalf("got %+v %v, want a refusal", r.res, r.err)
 		}
-		if !res.IsError || !strings.Contains(text(t, res), "changed after it was first seen") {
-			t.Fatalf("got %+v %q, want a refusal naming the change", res, text(t, res))
-		}
-		// With a rule that holds changed tools for a human, a reviewer may let it through.
-		pol, err := policy.Parse("changed.yaml", []byte(mcpPolicyChanged))
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.b.SetPolicy(pol)
+		// …and lets the next one through.
 		ch := callAsync(ctx, cs, "echo", map[string]any{"text": "reviewed"})
 		p := h.waitPending(t, "echo")
 		if p.Call.Context[mcpproxy.CtxChanged] != true || p.Call.Context[mcpproxy.CtxFirstHash] == p.Call.Context[mcpproxy.CtxToolHash] {
