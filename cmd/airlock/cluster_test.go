@@ -8,6 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/airlock/airlock"
 	"github.com/airlock/airlock/broker/auditstream"
 	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/internal/fleettest"
@@ -183,4 +189,129 @@ func brokerLogs(dir string) string {
 		s += "--- " + filepath.Base(m) + "\n" + string(b) + "\n"
 	}
 	return s
+}
+
+const benchPolicy = `version: 1
+defaults: {unknown_tool: deny, pending_ttl: 2m}
+tools:
+  search_web: {tier: auto}
+`
+
+// benchRow is one configuration's figures.
+type benchRow struct {
+	name          string
+	decisions     int
+	perSecond     float64
+	p50, p95, p99 time.Duration
+}
+
+// drive submits auto-decided calls from conc agents for d and measures
+// each decision's latency (after a warm-up second that is not counted).
+func drive(t *testing.T, urls, tag string, conc int, d time.Duration) benchRow {
+	t.Helper()
+	c, err := client.Connect(urls, nil, client.WithAttemptTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), d+time.Minute)
+	defer cancel()
+	warm := time.Now().Add(time.Second)
+	end := warm.Add(d)
+	lats := make([][]time.Duration, conc)
+	var wg sync.WaitGroup
+	for w := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; ; k++ {
+				start := time.Now()
+				if start.After(end) {
+					return
+				}
+				dec, err := c.Submit(ctx, &airlock.ToolCall{ID: fmt.Sprintf("%s-%d-%d", tag, w, k), Agent: fmt.Sprintf("bench%d", w),
+					User: "u", Tool: "search_web", Arguments: map[string]any{"query": fmt.Sprintf("item %d", k)}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if dec.Verdict != airlock.VerdictApproved {
+					t.Errorf("%s: %+v", dec.CallID, dec)
+					return
+				}
+				if start.After(warm) {
+					lats[w] = append(lats[w], time.Since(start))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	pct := func(p float64) time.Duration {
+		if len(all) == 0 {
+			return 0
+		}
+		return all[min(len(all)-1, int(p*float64(len(all))))]
+	}
+	return benchRow{decisions: len(all), perSecond: float64(len(all)) / d.Seconds(), p50: pct(0.50), p95: pct(0.95), p99: pct(0.99)}
+}
+
+// TestFleetBench measures decisions per second and latency percentiles of
+// the embedded single process and of 1, 2 and 3 brokers on a three-node
+// cluster (replicas 3), in one run. It is a measurement, not a check:
+//
+//	AIRLOCK_FLEET_BENCH=1 go test -tags sqlite_fts5 -run TestFleetBench -v ./cmd/airlock
+//
+// AIRLOCK_FLEET_BENCH_SECONDS (default 8) and AIRLOCK_FLEET_BENCH_AGENTS
+// (default 16) size each measurement.
+func TestFleetBench(t *testing.T) {
+	if os.Getenv("AIRLOCK_FLEET_BENCH") != "1" {
+		t.Skip("set AIRLOCK_FLEET_BENCH=1 to measure the fleet")
+	}
+	secs, agents := 8, 16
+	if v, err := strconv.Atoi(os.Getenv("AIRLOCK_FLEET_BENCH_SECONDS")); err == nil && v > 0 {
+		secs = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("AIRLOCK_FLEET_BENCH_AGENTS")); err == nil && v > 0 {
+		agents = v
+	}
+	d := time.Duration(secs) * time.Second
+	dir := t.TempDir()
+	policyPath := writePolicy(t, dir, benchPolicy)
+	var rows []benchRow
+
+	// The embedded default: one process, NATS and SQLite inside.
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	lp := filepath.Join(dir, "embedded.log")
+	emb := startProcess(t, lp, "serve", "--data", filepath.Join(dir, "embedded"), "--policy", policyPath, "--listen", addr)
+	waitListening(t, addr, lp)
+	r := drive(t, "nats://"+addr, "emb", agents, d)
+	r.name = "embedded (1 process)"
+	rows = append(rows, r)
+	_ = emb.Process.Signal(os.Interrupt)
+	waitClosed(t, addr)
+
+	// The fleet: brokers added one at a time to the same cluster.
+	f := startFleet(t, policyPath, 1)
+	for n := 1; n <= 3; n++ {
+		if n > 1 {
+			f.startBroker(fmt.Sprintf("b%d", n))
+			f.waitBrokers(n)
+		}
+		r := drive(t, f.cluster.URLs(), fmt.Sprintf("fleet%d", n), agents, d)
+		r.name = fmt.Sprintf("cluster R3, %d broker%s", n, map[bool]string{true: "s"}[n > 1])
+		rows = append(rows, r)
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%d agents, %s per configuration, auto-decided calls (search_web), %d CPUs\n\n", agents, d, runtime.NumCPU())
+	sb.WriteString("| configuration | decisions | decisions/s | p50 | p95 | p99 |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, r := range rows {
+		fmt.Fprintf(&sb, "| %s | %d | %.0f | %s | %s | %s |\n", r.name, r.decisions, r.perSecond,
+			r.p50.Round(10*time.Microsecond), r.p95.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond))
+	}
+	t.Log("\n" + sb.String())
 }
