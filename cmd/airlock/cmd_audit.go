@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,7 +15,12 @@ import (
 	"time"
 
 	"github.com/airlock/airlock"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/airlock/airlock/audit"
+	"github.com/airlock/airlock/broker/auth"
+	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/internal/sanitize"
 )
 
@@ -337,6 +343,9 @@ func auditVerify(ctx context.Context, e env, args []string) error {
 	src.register(fs)
 	var extra auditList
 	fs.Var(&extra, "checkpoints", "also compare with the checkpoints in this file (JSON lines {seq, hash}); repeatable")
+	sigs := fs.Bool("signatures", false, "also check every reviewer's verdict signature against the policy's reviewers (needs --policy)")
+	policyFile := fs.String("policy", os.Getenv("AIRLOCK_POLICY"), "with --signatures: the policy whose auth: section names the reviewers' keys")
+	natsURL := fs.String("nats", "", "also compare with the chain head the broker keeps in JetStream (airlock_state)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -359,6 +368,15 @@ func auditVerify(ctx context.Context, e env, args []string) error {
 		}
 		cps = append(cps, more...)
 	}
+	if *natsURL != "" {
+		cp, err := kvCheckpoint(ctx, *natsURL)
+		if err != nil {
+			return fmt.Errorf("audit verify: %w", err)
+		}
+		if cp != nil {
+			cps = append(cps, *cp)
+		}
+	}
 	r, err := src.open()
 	if err != nil {
 		return err
@@ -376,8 +394,59 @@ func auditVerify(ctx context.Context, e env, args []string) error {
 		cp = fmt.Sprintf("%d of %d checkpoints match", rep.Matched, rep.Checkpoints)
 	}
 	fmt.Fprintf(e.Stdout, "ok: %d events, head seq %d hash %s (%s)\n", rep.Events, rep.HeadSeq, rep.HeadHash, cp)
+	if *sigs {
+		if *policyFile == "" {
+			return usageErr("audit verify --signatures: --policy FILE is required")
+		}
+		pol, err := policy.Load(*policyFile)
+		if err != nil {
+			return err
+		}
+		keys := auth.ReviewerKeys(pol)
+		if len(keys) == 0 {
+			return fmt.Errorf("audit verify --signatures: the policy names no reviewer keys (auth: reviewers)")
+		}
+		n, err := auth.VerifyAuditedReviews(r.DB(), keys)
+		if err != nil {
+			return fmt.Errorf("audit verify --signatures: FAILED after %d good verdicts: %w", n, err)
+		}
+		fmt.Fprintf(e.Stdout, "ok: %d reviewer verdicts carry valid signatures by the reviewers the policy names\n", n)
+	}
 	return nil
 }
+
+// kvCheckpoint reads the chain head the broker records in JetStream.
+func kvCheckpoint(ctx context.Context, url string) (*audit.Checkpoint, error) {
+	nc, err := nats.Connect(url, nats.Timeout(3*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := js.KeyValue(ctx, "airlock_state")
+	if err != nil {
+		return nil, err
+	}
+	ent, err := kv.Get(ctx, checkpointKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var cp audit.Checkpoint
+	if err := json.Unmarshal(ent.Value(), &cp); err != nil {
+		return nil, err
+	}
+	cp.Source = "jetstream airlock_state/" + checkpointKey
+	return &cp, nil
+}
+
+// checkpointKey is where the broker records the audit chain's head.
+const checkpointKey = "audit.checkpoint"
 
 // auditList is a repeatable string flag.
 type auditList []string

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -249,6 +251,7 @@ type service struct {
 	// MetricsURL is where /metrics is served, when enabled.
 	MetricsURL  string
 	stopWebhook func(context.Context)
+	checkpoints *kvCheckpointSink
 	// natsOpts are the embedded server's options as configured, and self
 	// the broker's own key on it: for reloading identities on SIGHUP.
 	natsOpts *server.Options
@@ -284,7 +287,10 @@ func startServe(ctx context.Context, c serveConfig, logger *slog.Logger) (*servi
 		}
 	}()
 	if c.NATS == "" {
-		s.Audit, err = audit.Open(c.auditPath(), audit.WithLogger(logger.With("subsystem", "audit")))
+		sink := &kvCheckpointSink{}
+		s.checkpoints = sink
+		s.Audit, err = audit.Open(c.auditPath(), audit.WithLogger(logger.With("subsystem", "audit")),
+			audit.WithCheckpointSink(sink.put))
 		if err != nil {
 			return nil, err
 		}
@@ -362,6 +368,15 @@ func startServe(ctx context.Context, c serveConfig, logger *slog.Logger) (*servi
 		s.stopWriter = cancel
 		s.writerDone = make(chan struct{})
 		go func() { defer close(s.writerDone); _ = w.Run(wctx) }()
+	}
+	if s.checkpoints != nil {
+		js, err := jetstream.New(s.nc)
+		if err != nil {
+			return nil, err
+		}
+		s.checkpoints.mu.Lock()
+		s.checkpoints.js = js
+		s.checkpoints.mu.Unlock()
 	}
 	var lim *ratelimit.Limiter
 	if len(pol.Limits) > 0 {
@@ -520,15 +535,43 @@ func (s *service) Close(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}
-	if s.nc != nil {
-		_ = s.nc.Drain()
-	}
+	// The audit log closes while NATS is still up: its last checkpoint
+	// goes to JetStream too.
 	if s.Audit != nil {
 		errs = append(errs, s.Audit.Close(ctx))
+	}
+	if s.nc != nil {
+		_ = s.nc.Drain()
 	}
 	if s.nats != nil {
 		s.nats.Shutdown()
 		s.nats.WaitForShutdown()
 	}
 	return errors.Join(errs...)
+}
+
+// kvCheckpointSink records the audit chain's head in JetStream (beside the
+// sidecar file), so that `audit verify --nats` catches a log whose tail was
+// cut together with its sidecar.
+type kvCheckpointSink struct {
+	mu sync.Mutex
+	js jetstream.JetStream
+}
+
+func (k *kvCheckpointSink) put(seq int64, hash string) error {
+	k.mu.Lock()
+	js := k.js
+	k.mu.Unlock()
+	if js == nil {
+		return nil // NATS not up yet; the sidecar file has it
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, broker.BucketState)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(audit.Checkpoint{Seq: seq, Hash: hash, TS: time.Now().UTC().Format(time.RFC3339Nano)})
+	_, err = kv.Put(ctx, checkpointKey, b)
+	return err
 }
