@@ -44,8 +44,12 @@ func (b *Broker) createGrant(ctx context.Context, call *airlock.ToolCall, review
 	if err != nil || dur <= 0 {
 		return nil, fmt.Errorf("grant duration %q: want e.g. 15m", req.For)
 	}
-	if dur > maxGrant {
-		return nil, fmt.Errorf("grant duration %s is longer than the %s allowed", dur, maxGrant)
+	longest := maxGrant
+	if pol.Review.GrantMaxTTL > 0 {
+		longest = pol.Review.GrantMaxTTL
+	}
+	if dur > longest {
+		return nil, fmt.Errorf("grant duration %s is longer than the %s the policy allows (review.grant_max_ttl)", dur, longest)
 	}
 	when := strings.TrimSpace(req.When)
 	if when == "" {

@@ -26,8 +26,12 @@ func Suggest(call *airlock.ToolCall) string {
 			ors = append(ors, fmt.Sprintf("r.endsWith(%s)", strconv.Quote("@"+d)))
 		}
 		for _, k := range []string{"to", "cc", "bcc"} {
-			if _, ok := a[k]; ok {
+			switch a[k].(type) {
+			case []any:
 				parts = append(parts, fmt.Sprintf("args.%s.all(r, %s)", k, strings.Join(ors, " || ")))
+			case string:
+				// One address as a string: the same test on the string itself.
+				parts = append(parts, "("+strings.ReplaceAll(strings.Join(ors, " || "), "r.endsWith", "args."+k+".endsWith")+")")
 			}
 		}
 	}

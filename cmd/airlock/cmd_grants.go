@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/airlock/airlock"
+	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/internal/sanitize"
 )
 
@@ -28,7 +28,8 @@ func runGrants(ctx context.Context, e env) error {
 	reviewer := fs.String("reviewer", reviewerDefault(), "your reviewer name (revoke)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the broker")
-	pos, err := parseInterleaved(fs, e.Args)
+	cf := addConnFlags(fs)
+	pos, err := parseInterspersed(fs, e.Args)
 	if err != nil {
 		return err
 	}
@@ -51,11 +52,19 @@ func runGrants(ctx context.Context, e env) error {
 	default:
 		return usageErr("grants: unknown action %q (list or revoke)", op)
 	}
-	nc, err := nats.Connect(*natsURL, nats.Name("airlock grants"), nats.Timeout(*timeout))
+	copts, name, _, err := cf.options(client.RoleReviewer, *reviewer)
+	if err != nil {
+		return err
+	}
+	if name != "" {
+		*reviewer = name
+	}
+	c, err := client.Connect(*natsURL, []nats.Option{nats.Name("airlock grants"), nats.Timeout(*timeout)}, copts...)
 	if err != nil {
 		return &exitError{Code: 2, Err: fmt.Errorf("grants: connect to %s: %w", *natsURL, err)}
 	}
-	defer nc.Close()
+	defer c.Close()
+	nc := c.Conn()
 	rctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	if op == "revoke" {
@@ -82,22 +91,6 @@ func runGrants(ctx context.Context, e env) error {
 		return enc.Encode(map[string]any{"grants": gs})
 	}
 	return printGrants(e.Stdout, gs, time.Now())
-}
-
-// parseInterleaved parses flags that may come before, between or after the
-// positional arguments, and returns the positionals.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := parseFlags(fs, args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
 }
 
 // printGrants writes the grants as an aligned table, soonest to end first.
