@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/airlock/airlock"
@@ -66,13 +67,20 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int) (*stor
 		replicas = 1
 	}
 	mk := func(name, desc string, history uint8) (jetstream.KeyValue, error) {
-		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		cfg := jetstream.KeyValueConfig{
 			Bucket:      name,
 			Description: desc,
 			History:     history,
 			Storage:     jetstream.FileStorage,
 			Replicas:    replicas,
-		})
+		}
+		kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+		// Placing a replicated bucket on a busy or freshly started cluster
+		// can outlast one request's timeout: try again (the call is
+		// idempotent) for a while before giving up.
+		for attempt := 1; attempt < 6 && isTransient(err) && ctx.Err() == nil; attempt++ {
+			kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("broker: key-value bucket %s: %w", name, err)
 		}
@@ -93,6 +101,13 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int) (*stor
 		return nil, err
 	}
 	return &s, nil
+}
+
+// isTransient reports a JetStream error worth retrying: a request that
+// timed out or found nobody to answer while a leader is being elected.
+func isTransient(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 // get returns the record and its revision; found is false when absent.

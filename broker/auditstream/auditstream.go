@@ -48,7 +48,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, replicas int, leaseTTL t
 	if replicas <= 0 {
 		replicas = 1
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	scfg := jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "airlock audit events, applied to SQLite by one writer",
 		Subjects:    []string{Subject},
@@ -56,16 +56,33 @@ func Setup(ctx context.Context, js jetstream.JetStream, replicas int, leaseTTL t
 		Replicas:    replicas,
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardNew, // never drop history: refuse (fail closed) instead
-	}); err != nil {
+	}
+	if err := retry(ctx, func() error { _, err := js.CreateOrUpdateStream(ctx, scfg); return err }); err != nil {
 		return fmt.Errorf("auditstream: stream: %w", err)
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kcfg := jetstream.KeyValueConfig{
 		Bucket: LeaseBucket, Description: "airlock leases (the audit writer)", History: 1,
 		TTL: leaseTTL, Storage: jetstream.FileStorage, Replicas: replicas,
-	}); err != nil {
+	}
+	if err := retry(ctx, func() error { _, err := js.CreateOrUpdateKeyValue(ctx, kcfg); return err }); err != nil {
 		return fmt.Errorf("auditstream: lease bucket: %w", err)
 	}
 	return nil
+}
+
+// retry runs an idempotent JetStream request again while it times out or
+// finds no responder (placing a replicated asset on a busy or freshly
+// started cluster can outlast one request's timeout).
+func retry(ctx context.Context, f func() error) error {
+	err := f()
+	for attempt := 1; attempt < 6 && ctx.Err() == nil; attempt++ {
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) &&
+			!errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return err
+		}
+		err = f()
+	}
+	return err
 }
 
 // NewPublisher returns an Auditor over the audit stream.
