@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"crypto/ed25519"
 	"strings"
 	"testing"
 	"time"
@@ -199,6 +200,53 @@ func FuzzParseKey(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if k, err := client.ParseKey(data); err == nil && !strings.HasPrefix(k.Public, "U") {
 			t.Fatalf("parsed a non-user key %q", k.Public)
+		}
+	})
+}
+
+// BenchmarkSignVerify measures what a signed verdict costs the reviewer's
+// tool (sign) and the broker (verify).
+func BenchmarkSignVerify(b *testing.B) {
+	pub, k := key(b)
+	r := airlock.Review{CallID: "01JEXAMPLE", Action: airlock.ActionApprove, Reviewer: "bob",
+		ArgsHash: strings.Repeat("ab", 32), PolicyVersion: strings.Repeat("cd", 32), Timestamp: time.Unix(1e9, 0), Nonce: "n"}
+	b.Run("sign", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			rr := r
+			if err := auth.SignReview(k.KeyPair(), &rr); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	signed := r
+	if err := auth.SignReview(k.KeyPair(), &signed); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("verify", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := auth.VerifyReview(signed, pub); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// Baseline: bare ed25519 over the same payload.
+	payload, _ := auth.ReviewPayload(&r)
+	_, priv, _ := ed25519.GenerateKey(nil)
+	sig := ed25519.Sign(priv, payload)
+	b.Run("baseline-ed25519-sign", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			ed25519.Sign(priv, payload)
+		}
+	})
+	b.Run("baseline-ed25519-verify", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if !ed25519.Verify(priv.Public().(ed25519.PublicKey), payload, sig) {
+				b.Fatal("bad")
+			}
 		}
 	})
 }
