@@ -10,15 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
+	"github.com/airlock/airlock/internal/brokertest"
+
 	"github.com/nats-io/nats.go"
 
 	"github.com/airlock/airlock"
-	"github.com/airlock/airlock/audit"
 	"github.com/airlock/airlock/broker"
-	"github.com/airlock/airlock/broker/client"
-	"github.com/airlock/airlock/broker/policy"
-	"github.com/airlock/airlock/broker/risk"
 	"github.com/airlock/airlock/internal/claudehook"
 )
 
@@ -29,77 +26,6 @@ tools:
   Grep: {tier: auto}
   Bash: {tier: approve}
 `
-
-// realBroker is a real broker: embedded NATS with JetStream on a random
-// port, a SQLite audit log, the policy engine and the scorer.
-type realBroker struct {
-	srv    *server.Server
-	nc     *nats.Conn
-	b      *broker.Broker
-	log    *audit.Log
-	client *client.Client
-}
-
-func startBroker(t testing.TB, policyYAML string) *realBroker {
-	t.Helper()
-	dir := t.TempDir()
-	pol, err := policy.Parse("claude.yaml", []byte(policyYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &realBroker{}
-	h.srv, err = broker.StartEmbedded(broker.EmbeddedOptions{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(dir, "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.srv.Shutdown(); h.srv.WaitForShutdown() })
-	h.log, err = audit.Open(audit.PathIn(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.nc, err = nats.Connect(h.srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.b, err = broker.New(h.nc, broker.Config{Policy: pol, Audit: h.log, Scorer: risk.New(pol), Name: "hook-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.b.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = h.b.Close(ctx)
-		h.nc.Close()
-		_ = h.log.Close(ctx)
-	})
-	h.client, err = client.New(h.nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
-// waitPending polls the pending queue until the call shows up.
-func (h *realBroker) waitPending(t *testing.T, id string) airlock.Pending {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		ps, err := h.client.Pending(context.Background())
-		if err == nil {
-			for _, p := range ps {
-				if p.Call.ID == id {
-					return p
-				}
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("call %s never became pending", id)
-	return airlock.Pending{}
-}
 
 func input(t *testing.T, name string) *claudehook.Input {
 	t.Helper()
@@ -123,16 +49,16 @@ func decide(t *testing.T, nc *nats.Conn, in *claudehook.Input, timeout time.Dura
 }
 
 func TestAgainstBroker(t *testing.T) {
-	h := startBroker(t, claudePolicy)
+	h := brokertest.Start(t, claudePolicy)
 
 	t.Run("allow", func(t *testing.T) {
-		o := decide(t, h.nc, input(t, "pretooluse-read.json"), 10*time.Second, claudehook.Fallbacks{})
+		o := decide(t, h.NC, input(t, "pretooluse-read.json"), 10*time.Second, claudehook.Fallbacks{})
 		if o.Behavior != claudehook.Allow || o.UpdatedInput != nil {
 			t.Fatalf("got %+v, want allow without updated input", o)
 		}
 	})
 	t.Run("deny-unknown-tool", func(t *testing.T) {
-		o := decide(t, h.nc, input(t, "pretooluse-webfetch.json"), 10*time.Second, claudehook.Fallbacks{})
+		o := decide(t, h.NC, input(t, "pretooluse-webfetch.json"), 10*time.Second, claudehook.Fallbacks{})
 		if o.Behavior != claudehook.Deny || !strings.Contains(o.Reason, "denied by policy") {
 			t.Fatalf("got %+v, want a policy denial", o)
 		}
@@ -143,15 +69,15 @@ func TestAgainstBroker(t *testing.T) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			s := &claudehook.NATSSubmitter{Conn: h.nc}
+			s := &claudehook.NATSSubmitter{Conn: h.NC}
 			got <- claudehook.Decide(ctx, s, claudehook.Call(in, claudehook.Identity{Agent: "claude-code", User: "alice"}), claudehook.Fallbacks{})
 		}()
-		p := h.waitPending(t, "toolu_01BASHrebuild")
+		p := h.WaitPendingID(t, "toolu_01BASHrebuild")
 		if p.Call.Tool != "Bash" || p.Call.Arguments["command"] != "rm -rf build/ && make" {
 			t.Fatalf("got pending call %+v", p.Call)
 		}
 		edited := map[string]any{"command": "make", "description": "Rebuild"}
-		rep, err := h.client.Review(context.Background(), airlock.Review{CallID: p.Call.ID, Action: airlock.ActionApprove, Reviewer: "bob", UpdatedArguments: edited})
+		rep, err := h.Client.Review(context.Background(), airlock.Review{CallID: p.Call.ID, Action: airlock.ActionApprove, Reviewer: "bob", UpdatedArguments: edited})
 		if err != nil || !rep.Accepted {
 			t.Fatalf("review: %+v %v", rep, err)
 		}
@@ -174,9 +100,9 @@ func TestAgainstBroker(t *testing.T) {
 		in := input(t, "permissionrequest-bash.json")
 		in.ToolUseID = "toolu_perm_deny" // a known id so the test can find it
 		got := make(chan claudehook.Outcome, 1)
-		go func() { got <- decide(t, h.nc, in, 20*time.Second, claudehook.Fallbacks{}) }()
-		p := h.waitPending(t, "toolu_perm_deny")
-		rep, err := h.client.Review(context.Background(), airlock.Review{CallID: p.Call.ID, Action: airlock.ActionDeny, Reviewer: "bob", Reason: "not today"})
+		go func() { got <- decide(t, h.NC, in, 20*time.Second, claudehook.Fallbacks{}) }()
+		p := h.WaitPendingID(t, "toolu_perm_deny")
+		rep, err := h.Client.Review(context.Background(), airlock.Review{CallID: p.Call.ID, Action: airlock.ActionDeny, Reviewer: "bob", Reason: "not today"})
 		if err != nil || !rep.Accepted {
 			t.Fatalf("review: %+v %v", rep, err)
 		}
@@ -189,7 +115,7 @@ func TestAgainstBroker(t *testing.T) {
 	t.Run("timeout-denies", func(t *testing.T) {
 		in := input(t, "pretooluse-bash.json")
 		in.ToolUseID = "toolu_timeout_deny"
-		o := decide(t, h.nc, in, 700*time.Millisecond, claudehook.Fallbacks{})
+		o := decide(t, h.NC, in, 700*time.Millisecond, claudehook.Fallbacks{})
 		if o.Behavior != claudehook.Deny || !strings.Contains(o.Reason, "timeout") {
 			t.Fatalf("got %+v, want a timeout denial", o)
 		}
@@ -197,7 +123,7 @@ func TestAgainstBroker(t *testing.T) {
 	t.Run("timeout-asks-when-configured", func(t *testing.T) {
 		in := input(t, "pretooluse-bash.json")
 		in.ToolUseID = "toolu_timeout_ask"
-		o := decide(t, h.nc, in, 700*time.Millisecond, claudehook.Fallbacks{OnTimeout: claudehook.Ask})
+		o := decide(t, h.NC, in, 700*time.Millisecond, claudehook.Fallbacks{OnTimeout: claudehook.Ask})
 		if o.Behavior != claudehook.Ask {
 			t.Fatalf("got %+v, want ask", o)
 		}
@@ -205,8 +131,8 @@ func TestAgainstBroker(t *testing.T) {
 	t.Run("retry-same-tool-use-id-is-idempotent", func(t *testing.T) {
 		in := input(t, "pretooluse-read.json")
 		in.ToolUseID = "toolu_twice"
-		a := decide(t, h.nc, in, 10*time.Second, claudehook.Fallbacks{})
-		b := decide(t, h.nc, in, 10*time.Second, claudehook.Fallbacks{})
+		a := decide(t, h.NC, in, 10*time.Second, claudehook.Fallbacks{})
+		b := decide(t, h.NC, in, 10*time.Second, claudehook.Fallbacks{})
 		if a.Behavior != claudehook.Allow || a.Reason != b.Reason {
 			t.Fatalf("got %q then %q, want the same recorded decision", a.Reason, b.Reason)
 		}
@@ -282,13 +208,13 @@ func TestBrokerDown(t *testing.T) {
 // (decode the hook input, build the call, submit, encode the answer)
 // against the Go client submitting the same call directly.
 func BenchmarkHookDecision(b *testing.B) {
-	h := startBroker(b, claudePolicy)
+	h := brokertest.Start(b, claudePolicy)
 	raw, err := os.ReadFile(filepath.Join("testdata", "pretooluse-read.json"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Run("hook", func(b *testing.B) {
-		s := &claudehook.NATSSubmitter{Conn: h.nc}
+		s := &claudehook.NATSSubmitter{Conn: h.NC}
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
@@ -310,7 +236,7 @@ func BenchmarkHookDecision(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			i++
-			d, err := h.client.Submit(context.Background(), &airlock.ToolCall{ID: fmt.Sprintf("base_%d", i), Agent: "claude-code", User: "alice",
+			d, err := h.Client.Submit(context.Background(), &airlock.ToolCall{ID: fmt.Sprintf("base_%d", i), Agent: "claude-code", User: "alice",
 				Session: "abc123-sess", Tool: "Read", Arguments: map[string]any{"file_path": "/home/alice/demo/README.md"}})
 			if err != nil || d.Verdict != airlock.VerdictApproved {
 				b.Fatalf("got %+v %v", d, err)

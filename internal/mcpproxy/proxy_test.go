@@ -11,16 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlock/airlock/internal/brokertest"
+
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 
 	"github.com/airlock/airlock"
-	"github.com/airlock/airlock/audit"
-	"github.com/airlock/airlock/broker"
-	"github.com/airlock/airlock/broker/client"
-	"github.com/airlock/airlock/broker/policy"
-	"github.com/airlock/airlock/broker/risk"
 	"github.com/airlock/airlock/internal/mcpproxy"
 )
 
@@ -31,83 +26,6 @@ tools:
   delete_everything: {tier: approve}
   poison: {tier: auto}
 `
-
-type realBroker struct {
-	srv    *server.Server
-	nc     *nats.Conn
-	b      *broker.Broker
-	log    *audit.Log
-	client *client.Client
-}
-
-func startBroker(t *testing.T, policyYAML string) *realBroker {
-	t.Helper()
-	dir := t.TempDir()
-	pol, err := policy.Parse("mcp.yaml", []byte(policyYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &realBroker{}
-	h.srv, err = broker.StartEmbedded(broker.EmbeddedOptions{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(dir, "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.srv.Shutdown(); h.srv.WaitForShutdown() })
-	h.log, err = audit.Open(audit.PathIn(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.nc, err = nats.Connect(h.srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.b, err = broker.New(h.nc, broker.Config{Policy: pol, Audit: h.log, Scorer: risk.New(pol), Name: "mcp-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.b.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = h.b.Close(ctx)
-		h.nc.Close()
-		_ = h.log.Close(ctx)
-	})
-	h.client, err = client.New(h.nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
-// waitPending returns the first waiting call to tool.
-func (h *realBroker) waitPending(t *testing.T, tool string) airlock.Pending {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		ps, err := h.client.Pending(context.Background())
-		if err == nil {
-			for _, p := range ps {
-				if p.Call.Tool == tool {
-					return p
-				}
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("no call to %s became pending", tool)
-	return airlock.Pending{}
-}
-
-func (h *realBroker) review(t *testing.T, r airlock.Review) {
-	t.Helper()
-	rep, err := h.client.Review(context.Background(), r)
-	if err != nil || !rep.Accepted {
-		t.Fatalf("review %+v: %+v %v", r, rep, err)
-	}
-}
 
 // buildServer compiles the test MCP server from testdata/server.
 func buildServer(t *testing.T) string {
@@ -175,14 +93,14 @@ func callAsync(ctx context.Context, cs *mcp.ClientSession, name string, args map
 
 func TestProxyAgainstBrokerAndRealServer(t *testing.T) {
 	bin := buildServer(t)
-	h := startBroker(t, mcpPolicy)
+	h := brokertest.Start(t, mcpPolicy)
 	logPath := filepath.Join(t.TempDir(), "calls.jsonl")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
 	pinFile := filepath.Join(t.TempDir(), "pins.json")
 	px, err := mcpproxy.Start(ctx, &mcp.CommandTransport{Command: exec.Command(bin, "-log", logPath)},
-		mcpproxy.Config{Agent: "mcp-test", User: "alice", Decider: h.client, PinFile: pinFile, Timeout: time.Minute,
+		mcpproxy.Config{Agent: "mcp-test", User: "alice", Decider: h.Client, PinFile: pinFile, Timeout: time.Minute,
 			ProgressEvery: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -239,7 +157,7 @@ func TestProxyAgainstBrokerAndRealServer(t *testing.T) {
 	})
 	t.Run("denied-call", func(t *testing.T) {
 		ch := callAsync(ctx, cs, "delete_everything", map[string]any{"target": "prod"})
-		p := h.waitPending(t, "delete_everything")
+		p := h.WaitPendingTool(t, "delete_everything")
 		ann, _ := p.Call.Context[mcpproxy.CtxAnnotations].(map[string]any)
 		if ann["destructiveHint"] != true || ann["readOnlyHint"] != false {
 			t.Errorf("got context %v, want the tool's annotations", p.Call.Context)
@@ -247,7 +165,7 @@ func TestProxyAgainstBrokerAndRealServer(t *testing.T) {
 		if p.Call.Context[mcpproxy.CtxServer] != "airlock-test-server" {
 			t.Errorf("got context %v, want mcp_server", p.Call.Context)
 		}
-		h.review(t, airlock.Review{CallID: p.Call.ID, Action: airlock.ActionDeny, Reviewer: "bob", Reason: "never on prod"})
+		h.Review(t, airlock.Review{CallID: p.Call.ID, Action: airlock.ActionDeny, Reviewer: "bob", Reason: "never on prod"})
 		r := <-ch
 		if r.err != nil {
 			t.Fatal(r.err)
@@ -258,8 +176,8 @@ func TestProxyAgainstBrokerAndRealServer(t *testing.T) {
 	})
 	t.Run("edited-call", func(t *testing.T) {
 		ch := callAsync(ctx, cs, "delete_everything", map[string]any{"target": "prod"})
-		p := h.waitPending(t, "delete_everything")
-		h.review(t, airlock.Review{CallID: p.Call.ID, Action: airlock.ActionApprove, Reviewer: "bob",
+		p := h.WaitPendingTool(t, "delete_everything")
+		h.Review(t, airlock.Review{CallID: p.Call.ID, Action: airlock.ActionApprove, Reviewer: "bob",
 			UpdatedArguments: map[string]any{"target": "staging"}})
 		r := <-ch
 		if r.err != nil {
@@ -297,7 +215,7 @@ func TestProxyAgainstBrokerAndRealServer(t *testing.T) {
 			res, err := cs2.CallTool(ctx, params)
 			ch <- callResult{res, err}
 		}()
-		p := h.waitPending(t, "delete_everything")
+		p := h.WaitPendingTool(t, "delete_everything")
 		select {
 		case pr := <-progress:
 			if pr.ProgressToken != "tok-1" || !strings.Contains(pr.Message, "waiting for airlock") {
@@ -306,7 +224,7 @@ func TestProxyAgainstBrokerAndRealServer(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("no progress while the call waited for a reviewer")
 		}
-		h.review(t, airlock.Review{CallID: p.Call.ID, Action: airlock.ActionApprove, Reviewer: "bob"})
+		h.Review(t, airlock.Review{CallID: p.Call.ID, Action: airlock.ActionApprove, Reviewer: "bob"})
 		r := <-ch
 		if r.err != nil || r.res.IsError || text(t, r.res) != "deleted tmp" {
 			t.Fatalf("got %+v %v", r.res, r.err)
@@ -334,18 +252,18 @@ func TestProxyAgainstBrokerAndRealServer(t *testing.T) {
 		// The policy says auto, but the broker holds a changed tool for a
 		// human: a reviewer denies the first call…
 		leak := callAsync(ctx, cs, "echo", map[string]any{"text": "leak"})
-		lp := h.waitPending(t, "echo")
-		h.review(t, airlock.Review{CallID: lp.Call.ID, Action: airlock.ActionDeny, Reviewer: "bob", Reason: "tool changed"})
+		lp := h.WaitPendingTool(t, "echo")
+		h.Review(t, airlock.Review{CallID: lp.Call.ID, Action: airlock.ActionDeny, Reviewer: "bob", Reason: "tool changed"})
 		if r := <-leak; r.err != nil || !r.res.IsError {
 			t.Fatalf("got %+v %v, want a refusal", r.res, r.err)
 		}
 		// …and lets the next one through.
 		ch := callAsync(ctx, cs, "echo", map[string]any{"text": "reviewed"})
-		p := h.waitPending(t, "echo")
+		p := h.WaitPendingTool(t, "echo")
 		if p.Call.Context[mcpproxy.CtxChanged] != true || p.Call.Context[mcpproxy.CtxFirstHash] == p.Call.Context[mcpproxy.CtxToolHash] {
 			t.Errorf("got context %v, want mcp_tool_changed and differing hashes", p.Call.Context)
 		}
-		h.review(t, airlock.Review{CallID: p.Call.ID, Action: airlock.ActionApprove, Reviewer: "bob"})
+		h.Review(t, airlock.Review{CallID: p.Call.ID, Action: airlock.ActionApprove, Reviewer: "bob"})
 		r := <-ch
 		if r.err != nil || r.res.IsError || text(t, r.res) != "reviewed" {
 			t.Fatalf("got %+v %v, want the reviewed echo", r.res, r.err)
@@ -375,7 +293,7 @@ func TestProxyAgainstBrokerAndRealServer(t *testing.T) {
 		// A new proxy over a fresh server sees echo's original definition:
 		// the pin matches, nothing is flagged.
 		px2, err := mcpproxy.Start(ctx, &mcp.CommandTransport{Command: exec.Command(bin, "-log", filepath.Join(t.TempDir(), "x.jsonl"))},
-			mcpproxy.Config{Agent: "mcp-test", Decider: h.client, PinFile: pinFile})
+			mcpproxy.Config{Agent: "mcp-test", Decider: h.Client, PinFile: pinFile})
 		if err != nil {
 			t.Fatal(err)
 		}

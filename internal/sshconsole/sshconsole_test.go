@@ -12,17 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlock/airlock/internal/brokertest"
+
 	"github.com/charmbracelet/x/ansi"
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/airlock/airlock"
-	"github.com/airlock/airlock/audit"
-	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/broker/policy"
-	"github.com/airlock/airlock/broker/risk"
 	"github.com/airlock/airlock/internal/sshconsole"
 	"github.com/airlock/airlock/tui"
 )
@@ -32,56 +29,6 @@ defaults: {unknown_tool: deny, pending_ttl: 2m}
 tools:
   Bash: {tier: approve}
 `
-
-type realBroker struct {
-	srv    *server.Server
-	nc     *nats.Conn
-	b      *broker.Broker
-	log    *audit.Log
-	client *client.Client
-}
-
-func startBroker(t *testing.T) *realBroker {
-	t.Helper()
-	dir := t.TempDir()
-	pol, err := policy.Parse("ssh.yaml", []byte(sshPolicy))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &realBroker{}
-	h.srv, err = broker.StartEmbedded(broker.EmbeddedOptions{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(dir, "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.srv.Shutdown(); h.srv.WaitForShutdown() })
-	h.log, err = audit.Open(audit.PathIn(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.nc, err = nats.Connect(h.srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.b, err = broker.New(h.nc, broker.Config{Policy: pol, Audit: h.log, Scorer: risk.New(pol), Name: "ssh-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.b.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = h.b.Close(ctx)
-		h.nc.Close()
-		_ = h.log.Close(ctx)
-	})
-	h.client, err = client.New(h.nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
 
 // clientBackend is the console's Backend over the Go client, as
 // `airlock console` wires it.
@@ -154,7 +101,7 @@ func (s *screen) text() string {
 	return ansi.Strip(s.buf.String())
 }
 
-func startConsole(t *testing.T, h *realBroker, reviewers map[string]string) (string, <-chan string) {
+func startConsole(t *testing.T, h *brokertest.Broker, reviewers map[string]string) (string, <-chan string) {
 	t.Helper()
 	sessions := make(chan string, 4)
 	srv, err := sshconsole.New(sshconsole.Config{
@@ -162,7 +109,7 @@ func startConsole(t *testing.T, h *realBroker, reviewers map[string]string) (str
 		Reviewers:   reviewers,
 		NewReviewerBackend: func(reviewer string) tui.Backend {
 			sessions <- reviewer
-			return clientBackend{h.client}
+			return clientBackend{h.Client}
 		},
 		Options: tui.Options{Review: policy.Review{GraceMS: -1}},
 	})
@@ -195,7 +142,7 @@ func dial(addr string, signer gossh.Signer) (*gossh.Client, error) {
 }
 
 func TestApproveOverSSH(t *testing.T) {
-	h := startBroker(t)
+	h := brokertest.Start(t, sshPolicy)
 	signer, authorized := newKey(t)
 	addr, sessions := startConsole(t, h, map[string]string{authorized: "bob"})
 
@@ -203,7 +150,7 @@ func TestApproveOverSSH(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		d, err := h.client.Submit(ctx, &airlock.ToolCall{ID: "ssh-call-1", Agent: "builder", User: "alice", Tool: "Bash",
+		d, err := h.Client.Submit(ctx, &airlock.ToolCall{ID: "ssh-call-1", Agent: "builder", User: "alice", Tool: "Bash",
 			Arguments: map[string]any{"command": "make deploy-staging"}})
 		if err != nil {
 			d.Reason = err.Error()
@@ -212,7 +159,7 @@ func TestApproveOverSSH(t *testing.T) {
 	}()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if p, err := h.client.GetPending(context.Background(), "ssh-call-1"); err == nil && p != nil {
+		if p, err := h.Client.GetPending(context.Background(), "ssh-call-1"); err == nil && p != nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -271,7 +218,7 @@ func TestApproveOverSSH(t *testing.T) {
 }
 
 func TestUnknownKeyRefused(t *testing.T) {
-	h := startBroker(t)
+	h := brokertest.Start(t, sshPolicy)
 	_, authorized := newKey(t)
 	addr, sessions := startConsole(t, h, map[string]string{authorized: "bob"})
 	stranger, _ := newKey(t)
