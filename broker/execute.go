@@ -11,6 +11,20 @@ import (
 	"github.com/airlock/airlock/sandbox"
 )
 
+// indexRun records a sandbox run as under way (exec.<id> in the state
+// bucket) before its call record becomes "executing": without the index an
+// executing record left by a dead broker would never be recovered.
+func (b *Broker) indexRun(ctx context.Context, id string, tool *policy.Tool) error {
+	timeout := tool.Sandbox.Timeout
+	if timeout <= 0 {
+		timeout = sandbox.Defaults.WallTimeout
+	}
+	now := b.now()
+	idx, _ := json.Marshal(execIndex{Broker: b.cfg.Name, Started: now, Deadline: now.Add(timeout + time.Minute)})
+	_, err := b.st.state.Put(ctx, execIndexPrefix+id, idx)
+	return err
+}
+
 // execute runs an approved sandboxed call at most once. The call record is
 // already "executing" (at rev), so no broker starts it again; a broker that
 // dies mid-run leaves it to recover(), which records it as interrupted.

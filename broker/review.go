@@ -280,6 +280,13 @@ func (b *Broker) decideClaimed(ctx context.Context, call, effective *airlock.Too
 	state := stateDecided
 	if runs {
 		state = stateExecuting
+		// Index the run before the record says "executing", so that a
+		// broker dying in between leaves something recover() finds.
+		if err := b.indexRun(ctx, call.ID, tool); err != nil {
+			b.log.Error("index sandbox run", "call", call.ID, "err", err)
+			runs, state = false, stateDecided
+			d.Execution = &airlock.Execution{Error: "not run: " + ReasonStateUnavailable + ": " + err.Error(), ExitCode: -1}
+		}
 	}
 	cr := callRecord{State: state, Fingerprint: fingerprint(call), Call: *call, Decision: &d, ClaimedBy: b.cfg.Name, ClaimedAt: b.now(), UpdatedAt: b.now()}
 	nrev, err := b.st.update(ctx, call.ID, cr, rev)
