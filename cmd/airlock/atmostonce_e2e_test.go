@@ -38,7 +38,7 @@ tools:
 	url := "nats://" + addr
 	data := filepath.Join(dir, "data")
 	first := startProcess(t, filepath.Join(dir, "serve1.log"), "serve", "--data", data, "--policy", policyPath, "--listen", addr)
-	waitListening(t, addr, filepath.Join(dir, "serve1.log"))
+	waitServing(t, addr, filepath.Join(dir, "serve1.log"))
 
 	c, err := client.Connect(url, nil, client.WithAttemptTimeout(3*time.Second))
 	if err != nil {
@@ -73,7 +73,7 @@ tools:
 	waitClosed(t, addr)
 
 	startProcess(t, filepath.Join(dir, "serve2.log"), "serve", "--data", data, "--policy", policyPath, "--listen", addr)
-	waitListening(t, addr, filepath.Join(dir, "serve2.log"))
+	waitServing(t, addr, filepath.Join(dir, "serve2.log"))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	d, err := c.Submit(ctx, call())

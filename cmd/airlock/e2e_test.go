@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/airlock/airlock"
 	"github.com/airlock/airlock/internal/testenv"
 )
@@ -89,6 +91,28 @@ func waitListening(t testing.TB, addr string, logPath string) {
 	t.Fatalf("nothing listens on %s: %s", addr, b)
 }
 
+// waitServing waits until an airlock serve on addr listens and its broker
+// answers (the embedded NATS server accepts connections a moment before the
+// broker's endpoints exist).
+func waitServing(t testing.TB, addr string, logPath string) {
+	t.Helper()
+	waitListening(t, addr, logPath)
+	nc, err := nats.Connect("nats://"+addr, nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := nc.Request("$SRV.PING.airlock", nil, 500*time.Millisecond); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(logPath)
+	t.Fatalf("the broker on %s never answered: %s", addr, b)
+}
+
 func natsReq(t testing.TB, natsCLI, url, subject, body string) airlock.Decision {
 	t.Helper()
 	out, err := exec.Command(natsCLI, "-s", url, "req", "--raw", "--timeout", "10s", subject, body).CombinedOutput()
@@ -112,7 +136,7 @@ func TestStockNATSCLI(t *testing.T) {
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	logPath := filepath.Join(dir, "serve.log")
 	startProcess(t, logPath, "serve", "--data", dir, "--policy", writePolicy(t, dir, e2ePolicy), "--listen", fmt.Sprintf("127.0.0.1:%d", port))
-	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port), logPath)
+	waitServing(t, fmt.Sprintf("127.0.0.1:%d", port), logPath)
 
 	if d := natsReq(t, natsCLI, url, "airlock.submit.cli", `{"id":"n1","agent":"cli","tool":"search_web","arguments":{"query":"weather"}}`); d.Verdict != airlock.VerdictApproved {
 		t.Fatalf("auto tool: %+v", d)

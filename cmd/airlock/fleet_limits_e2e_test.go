@@ -111,7 +111,7 @@ func TestLimitsSurviveRestart(t *testing.T) {
 	policyPath := writePolicy(t, dir, limitsPolicy)
 	data := filepath.Join(dir, "data")
 	first := startProcess(t, filepath.Join(dir, "serve1.log"), "serve", "--data", data, "--policy", policyPath, "--listen", addr)
-	waitListening(t, addr, filepath.Join(dir, "serve1.log"))
+	waitServing(t, addr, filepath.Join(dir, "serve1.log"))
 	c, err := client.Connect("nats://"+addr, nil, client.WithAttemptTimeout(3*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +134,7 @@ func TestLimitsSurviveRestart(t *testing.T) {
 	_ = first.Process.Signal(interruptSignal())
 	waitClosed(t, addr)
 	startProcess(t, filepath.Join(dir, "serve2.log"), "serve", "--data", data, "--policy", policyPath, "--listen", addr)
-	waitListening(t, addr, filepath.Join(dir, "serve2.log"))
+	waitServing(t, addr, filepath.Join(dir, "serve2.log"))
 	got := map[airlock.Verdict]int{}
 	for i := 8; i < 12; i++ {
 		got[submit(fmt.Sprintf("r%d", i))]++

@@ -23,7 +23,7 @@ func TestPolicyReloadOnSIGHUP(t *testing.T) {
 	policyPath := writePolicy(t, dir, e2ePolicy)
 	logPath := filepath.Join(dir, "serve.log")
 	proc := startProcess(t, logPath, "serve", "--data", dir, "--policy", policyPath, "--listen", addr)
-	waitListening(t, addr, logPath)
+	waitServing(t, addr, logPath)
 	c, err := client.Connect("nats://"+addr, nil, client.WithAttemptTimeout(3*time.Second))
 	if err != nil {
 		t.Fatal(err)
