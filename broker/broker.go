@@ -214,6 +214,9 @@ func (b *Broker) Start(ctx context.Context) error {
 	if err := add("dryrun", b.subject("admin", "dryrun"), b.handleDryRun); err != nil {
 		return err
 	}
+	if err := add("config", b.subject("admin", "config"), b.handleConfig); err != nil {
+		return err
+	}
 	b.wg.Add(1)
 	go b.expireLoop()
 	b.log.Info("broker started", "name", b.cfg.Name, "prefix", b.cfg.Prefix)
@@ -304,4 +307,17 @@ func (b *Broker) handleRecent(req micro.Request) {
 		return
 	}
 	respondJSON(req, map[string]any{"records": b.recent.get(r.Session, r.N)})
+}
+
+// ReviewConfig is what consoles learn from the broker: the policy's review
+// settings (so batching, dwell and the rate guard follow the policy in
+// force without a local copy of it) and its version.
+type ReviewConfig struct {
+	Review        policy.Review `json:"review"`
+	PolicyVersion string        `json:"policy_version"`
+}
+
+func (b *Broker) handleConfig(req micro.Request) {
+	p := b.pol.Load()
+	respondJSON(req, ReviewConfig{Review: p.Review, PolicyVersion: p.Digest})
 }

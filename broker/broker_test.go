@@ -466,3 +466,22 @@ func TestRestartKeepsPending(t *testing.T) {
 		t.Fatalf("decisions %v", rows)
 	}
 }
+
+// TestClientConfigAndDecision: consoles learn the review settings in force
+// from the broker, and can read who decided a call.
+func TestClientConfigAndDecision(t *testing.T) {
+	h := startHarness(t, strings.Replace(testPolicy, "orgs:", "review: {batch: true, max_approvals_per_minute: 7}\norgs:", 1))
+	ctx := context.Background()
+	r, err := h.client.ReviewSettings(ctx)
+	if err != nil || !r.Batch || r.MaxApprovalsPerMinute != 7 {
+		t.Fatalf("review settings %+v %v", r, err)
+	}
+	if d, err := h.client.Decision(ctx, "nope"); err != nil || d != nil {
+		t.Fatalf("unknown call: %+v %v", d, err)
+	}
+	h.submit(call("cd1", "a1", "delete_record", map[string]any{"id": 1}))
+	d, err := h.client.Decision(ctx, "cd1")
+	if err != nil || d == nil || d.Verdict != airlock.VerdictDenied || d.DecidedBy != "policy" {
+		t.Fatalf("decision %+v %v", d, err)
+	}
+}

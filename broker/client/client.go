@@ -23,6 +23,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/airlock/airlock"
+	"github.com/airlock/airlock/broker/policy"
 )
 
 // Client talks to airlock brokers over NATS.
@@ -489,4 +490,43 @@ func (c *Client) Recent(ctx context.Context, session string, n int) ([]airlock.D
 		return nil, errors.New("client: recent: " + rep.Error)
 	}
 	return rep.Records, nil
+}
+
+// ReviewSettings asks the broker for the review settings of the policy in
+// force (batching, dwell, rate guard, typed confirmation).
+func (c *Client) ReviewSettings(ctx context.Context) (policy.Review, error) {
+	msg, err := c.nc.RequestWithContext(ctx, c.subject("admin", "config"), nil)
+	if err != nil {
+		return policy.Review{}, fmt.Errorf("client: review settings: %w", err)
+	}
+	var rep struct {
+		Review policy.Review `json:"review"`
+	}
+	if err := json.Unmarshal(msg.Data, &rep); err != nil {
+		return policy.Review{}, err
+	}
+	return rep.Review, nil
+}
+
+// Decision returns the recorded final decision of a call, or nil while it
+// has none.
+func (c *Client) Decision(ctx context.Context, id string) (*airlock.Decision, error) {
+	kv, err := c.js.KeyValue(ctx, "airlock_calls")
+	if err != nil {
+		return nil, fmt.Errorf("client: call records: %w", err)
+	}
+	e, err := kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rec struct {
+		Decision *airlock.Decision `json:"decision"`
+	}
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return nil, err
+	}
+	return rec.Decision, nil
 }

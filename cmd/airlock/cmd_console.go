@@ -64,6 +64,16 @@ func runConsole(ctx context.Context, e env) error {
 		return &exitError{Code: 2, Err: err}
 	}
 	defer c.Close()
+	if *policyFile == "" {
+		// Follow the review settings of the policy the broker enforces.
+		sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		if r, err := c.ReviewSettings(sctx); err == nil {
+			review = r
+		} else {
+			logger.Warn("review settings from the broker", "err", err)
+		}
+		cancel()
+	}
 	opts := consoleOptions(*reviewer, review)
 	opts.Logger = logger.With("subsystem", "console")
 	return tui.Run(ctx, newConsoleBackend(c, logger), opts)
@@ -164,7 +174,11 @@ func (b *consoleBackend) Events(ctx context.Context) <-chan tui.Event {
 						return
 					}
 				case ev.Removed != "":
-					if !send(tui.Event{Kind: tui.EventRemoved, CallID: ev.Removed}) {
+					// Say who decided, so a reviewer looking at the call learns it.
+					dctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+					d, _ := b.c.Decision(dctx, ev.Removed)
+					cancel()
+					if !send(tui.Event{Kind: tui.EventRemoved, CallID: ev.Removed, Decision: d}) {
 						return
 					}
 				}
