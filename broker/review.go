@@ -80,6 +80,18 @@ func (b *Broker) Review(ctx context.Context, r airlock.Review) airlock.ReviewRep
 	if !found {
 		return airlock.ReviewReply{Error: "review: no call " + r.CallID}
 	}
+	// A call is queued a moment before its record says pending: a verdict
+	// arriving in between waits for it (briefly).
+	for i := 0; rec.State == stateEvaluating && i < 50; i++ {
+		select {
+		case <-ctx.Done():
+			return airlock.ReviewReply{Error: "review: " + ctx.Err().Error()}
+		case <-time.After(20 * time.Millisecond):
+		}
+		if rec, rev, found, err = b.st.get(ctx, r.CallID); err != nil || !found {
+			return airlock.ReviewReply{Error: fmt.Sprintf("review: call %s: %v", r.CallID, err)}
+		}
+	}
 	switch rec.State {
 	case stateDecided, stateExecuting:
 		by := ""

@@ -250,12 +250,16 @@ func (b *Broker) hold(ctx context.Context, call *airlock.ToolCall, rev uint64, d
 	if _, err := b.cfg.Audit.Append(ctx, airlock.Event{Kind: airlock.EventPending, CallID: call.ID, TS: now, Payload: airlock.PendingRecord{Pending: *p}}); err != nil {
 		return b.finishUnrecorded(ctx, call, rev, b.failClosed(call, ReasonAuditUnavailable, err))
 	}
-	recd := callRecord{State: statePending, Fingerprint: fingerprint(call), Call: *call, UpdatedAt: now}
-	if _, err := b.st.update(ctx, call.ID, recd, rev); err != nil {
+	// Queue first, then mark the record pending: a broker dying in between
+	// leaves an "evaluating" record that is taken over later, never a
+	// "pending" record missing from the queue (which nobody could decide).
+	if err := b.st.putPending(ctx, p); err != nil {
 		return b.finishUnrecorded(ctx, call, rev, b.failClosed(call, ReasonStateUnavailable, err))
 	}
-	if err := b.st.putPending(ctx, p); err != nil {
-		b.log.Error("queue pending call", "call", call.ID, "err", err)
+	recd := callRecord{State: statePending, Fingerprint: fingerprint(call), Call: *call, UpdatedAt: now}
+	if _, err := b.st.update(ctx, call.ID, recd, rev); err != nil {
+		_ = b.st.deletePending(ctx, call.ID)
+		return b.finishUnrecorded(ctx, call, rev, b.failClosed(call, ReasonStateUnavailable, err))
 	}
 	return b.wait(ctx, call.ID)
 }
