@@ -141,8 +141,9 @@ type Log struct {
 	commits atomic.Int64 // transactions committed (group commit makes it < appends)
 
 	// owned by the writer goroutine
-	conn *sql.Conn
-	ins  *sql.Stmt
+	lastIndex time.Time
+	conn      *sql.Conn
+	ins       *sql.Stmt
 }
 
 var _ airlock.Auditor = (*Log)(nil)
@@ -383,6 +384,7 @@ func (l *Log) writer() {
 		select {
 		case first = <-l.queue:
 		case <-tick.C:
+			l.indexFTSNow()
 			l.walCheckpoint("PASSIVE")
 			continue
 		case <-l.stop:
@@ -391,6 +393,7 @@ func (l *Log) writer() {
 				batch = batch[:0]
 				l.drain(&batch)
 				if len(batch) == 0 {
+					l.indexFTSNow()
 					return
 				}
 				l.commitBatch(batch)
@@ -399,6 +402,42 @@ func (l *Log) writer() {
 		batch = append(batch[:0], first)
 		l.drain(&batch)
 		l.commitBatch(batch)
+		// Full-text indexing is kept off the commit path: it runs when the
+		// queue is idle, and at least every ftsEvery under sustained load.
+		// Searches cover the not-yet-indexed tail with LIKE meanwhile.
+		if len(l.queue) == 0 || time.Since(l.lastIndex) > ftsEvery {
+			l.indexFTSNow()
+		}
+	}
+}
+
+// ftsEvery bounds how far full-text indexing may lag under load.
+const ftsEvery = 2 * time.Second
+
+// indexFTSNow indexes what committed since the last indexing, in its own
+// transaction. A failure is logged and retried next time: the events are
+// safe, only search falls back to LIKE for them.
+func (l *Log) indexFTSNow() {
+	l.lastIndex = time.Now()
+	if !l.fts {
+		return
+	}
+	ctx := context.Background()
+	if err := l.ensureConn(ctx); err != nil {
+		return
+	}
+	if _, err := l.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		l.cfg.log.Warn("audit: full-text index", "err", err)
+		return
+	}
+	if _, err := indexFTS(ctx, l.conn); err != nil {
+		_, _ = l.conn.ExecContext(ctx, "ROLLBACK")
+		l.cfg.log.Warn("audit: full-text index", "err", err)
+		return
+	}
+	if _, err := l.conn.ExecContext(ctx, "COMMIT"); err != nil {
+		_, _ = l.conn.ExecContext(ctx, "ROLLBACK")
+		l.cfg.log.Warn("audit: full-text index", "err", err)
 	}
 }
 
@@ -462,11 +501,6 @@ func (l *Log) commit(batch []*request) (rcpts []airlock.Receipt, err error) {
 		}
 		rcpts[i] = airlock.Receipt{Seq: row.Seq, Hash: row.Hash}
 		row.PrevHash = row.Hash
-	}
-	if l.fts {
-		if _, err := indexFTS(ctx, l.conn); err != nil {
-			return nil, fail("index", err)
-		}
 	}
 	if l.cfg.beforeCommit != nil {
 		if err := l.cfg.beforeCommit(); err != nil {
