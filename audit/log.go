@@ -405,14 +405,18 @@ func (l *Log) writer() {
 		// Full-text indexing is kept off the commit path: it runs when the
 		// queue is idle, and at least every ftsEvery under sustained load.
 		// Searches cover the not-yet-indexed tail with LIKE meanwhile.
-		if len(l.queue) == 0 || time.Since(l.lastIndex) > ftsEvery {
+		if since := time.Since(l.lastIndex); since > ftsEvery || (len(l.queue) == 0 && since > ftsIdle) {
 			l.indexFTSNow()
 		}
 	}
 }
 
-// ftsEvery bounds how far full-text indexing may lag under load.
-const ftsEvery = 2 * time.Second
+// ftsEvery bounds how far full-text indexing may lag under load; ftsIdle
+// is the least time between two indexing runs when the queue drains.
+const (
+	ftsEvery = 2 * time.Second
+	ftsIdle  = 200 * time.Millisecond
+)
 
 // indexFTSNow indexes what committed since the last indexing, in its own
 // transaction. A failure is logged and retried next time: the events are
