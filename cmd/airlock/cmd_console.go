@@ -187,6 +187,9 @@ func (b *consoleBackend) Events(ctx context.Context) <-chan tui.Event {
 					dec = nil
 					continue
 				}
+				if d.Record == nil && d.Decision.Tier == airlock.TierNotify && d.Decision.Verdict == airlock.VerdictApproved {
+					continue // the notify message with the whole call follows
+				}
 				ev := tui.Event{Kind: tui.EventFeed, CallID: d.Decision.CallID, Decision: &d.Decision}
 				if d.Record != nil {
 					c := d.Record.Call
