@@ -430,7 +430,7 @@ func (b *Broker) expireDue(ctx context.Context) {
 		}
 		rec, rev, found, err := b.st.get(ctx, p.Call.ID)
 		if err == nil && found && rec.State == stateDeciding {
-			b.unstick(ctx, p.Call.ID)
+			b.unstick(ctx, p.Call.ID, false)
 			continue
 		}
 		if err != nil || !found || rec.State != statePending {
@@ -501,13 +501,25 @@ func (b *Broker) recover(ctx context.Context, starting bool) {
 		}
 		_ = b.st.state.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
 	}
+	// Reviewer claims a dead broker never finished go back to the queue:
+	// at once for the embedded broker starting (nobody else can hold one),
+	// after evaluatingTimeout otherwise. Without this, a claim waited for
+	// the call's pending TTL and the call was then expired.
+	ps, err := b.st.listPending(ctx)
+	if err != nil {
+		return
+	}
+	for _, p := range ps {
+		b.unstick(ctx, p.Call.ID, starting && b.cfg.Exclusive)
+	}
 }
 
 // unstick returns a call whose reviewer claim was never finished (its
-// broker died between claim and decision) to the queue.
-func (b *Broker) unstick(ctx context.Context, id string) {
+// broker died between claim and decision) to the queue; force skips the
+// wait for the claim to be evaluatingTimeout old.
+func (b *Broker) unstick(ctx context.Context, id string, force bool) {
 	rec, rev, found, err := b.st.get(ctx, id)
-	if err != nil || !found || rec.State != stateDeciding || b.now().Sub(rec.UpdatedAt) < evaluatingTimeout {
+	if err != nil || !found || rec.State != stateDeciding || (!force && b.now().Sub(rec.UpdatedAt) < evaluatingTimeout) {
 		return
 	}
 	rec.State = statePending
