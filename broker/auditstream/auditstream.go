@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -178,6 +179,8 @@ func (w *Writer) lead(ctx context.Context, kv jetstream.KeyValue, rev uint64) er
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	lost := make(chan error, 1)
+	var held atomic.Uint64 // the lease's revision, renewed below
+	held.Store(rev)
 	go func() {
 		t := time.NewTicker(w.ttl / 3)
 		defer t.Stop()
@@ -195,12 +198,13 @@ func (w *Writer) lead(ctx context.Context, kv jetstream.KeyValue, rev uint64) er
 					return
 				}
 				rev = nrev
+				held.Store(nrev)
 			}
 		}
 	}()
 	defer func() {
 		// Give the lease up at once on a clean exit.
-		_ = kv.Delete(context.WithoutCancel(ctx), LeaseKey, jetstream.LastRevision(rev))
+		_ = kv.Delete(context.WithoutCancel(ctx), LeaseKey, jetstream.LastRevision(held.Load()))
 	}()
 
 	lg, err := audit.Open(w.path, w.opts...)
@@ -223,7 +227,9 @@ func (w *Writer) lead(ctx context.Context, kv jetstream.KeyValue, rev uint64) er
 	// node fails. (FetchNoWait on an ordered consumer would re-create it on
 	// every poll, a consumer assignment through the meta leader each time,
 	// which on a cluster fails with "no responders" and livelocks.)
-	it, err := cons.Messages(jetstream.PullMaxMessages(500))
+	// Short pulls with frequent heartbeats: when the node serving the
+	// consumer dies, the missing heartbeats reset it within seconds.
+	it, err := cons.Messages(jetstream.PullMaxMessages(500), jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
 	if err != nil {
 		return err
 	}
@@ -239,11 +245,15 @@ func (w *Writer) lead(ctx context.Context, kv jetstream.KeyValue, rev uint64) er
 		}
 		var evs []airlock.Event
 		var seqs []uint64
-		// Wait briefly for the first event, then take what is already there.
-		wait := 200 * time.Millisecond
+		// Wait for the first event, then take what is already there. The
+		// first wait outlasts two heartbeats: nats.go notices a consumer
+		// that died with its node (and re-creates it) only within one Next.
+		wait := 2500 * time.Millisecond
 		for len(evs) < 500 {
-			m, err := it.Next(jetstream.NextMaxWait(wait))
-			if errors.Is(err, nats.ErrTimeout) {
+			nctx, ncancel := context.WithTimeout(lctx, wait)
+			m, err := it.Next(jetstream.NextContext(nctx))
+			ncancel()
+			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
 				break
 			}
 			if err != nil {

@@ -1,8 +1,10 @@
 package fleettest_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -41,15 +43,21 @@ func TestAuditStreamOnCluster(t *testing.T) {
 	}
 	dbPath := filepath.Join(t.TempDir(), "audit.db")
 	var events [2]chan string
+	var logBuf syncBuffer
+	defer func() {
+		if t.Failed() {
+			t.Logf("writers' log:\n%s", logBuf.String())
+		}
+	}()
 	for i := range 2 {
-		w := auditstream.NewWriter(jsOn(-1), dbPath, fmt.Sprintf("w%d", i), ttl, nil)
+		w := auditstream.NewWriter(jsOn(-1), dbPath, fmt.Sprintf("w%d", i), ttl, slog.New(slog.NewTextHandler(&logBuf, nil)))
 		events[i] = make(chan string, 64)
 		w.Events = events[i]
 		wctx, stop := context.WithCancel(ctx)
 		t.Cleanup(stop)
 		go w.Run(wctx)
 	}
-	pub := auditstream.NewPublisher(jsOn(2))
+	pub := auditstream.NewPublisher(jsOn(-1)) // any node: the one it uses may be killed
 	appendN := func(from, n int) {
 		var wg sync.WaitGroup
 		for i := from; i < from+n; i++ {
@@ -58,9 +66,11 @@ func TestAuditStreamOnCluster(t *testing.T) {
 				defer wg.Done()
 				id := fmt.Sprintf("c%04d", i)
 				for {
-					_, err := pub.Append(ctx, airlock.Event{Kind: airlock.EventDecision, CallID: id, TS: time.Now(),
+					actx, cancel := context.WithTimeout(ctx, 3*time.Second) // an ack lost with its node is retried
+					_, err := pub.Append(actx, airlock.Event{Kind: airlock.EventDecision, CallID: id, TS: time.Now(),
 						Payload: airlock.DecisionRecord{Call: airlock.ToolCall{ID: id, Agent: "a", Tool: "t", Arguments: map[string]any{"i": i}},
 							Decision: airlock.Decision{CallID: id, Verdict: airlock.VerdictApproved, DecidedBy: "policy"}}})
+					cancel()
 					if err == nil || ctx.Err() != nil {
 						return
 					}
@@ -96,6 +106,24 @@ func TestAuditStreamOnCluster(t *testing.T) {
 	if n != 200 || distinct != 200 {
 		t.Fatalf("%d events for %d calls, want 200 and 200", n, distinct)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // waitHead waits until the SQLite log holds want events.

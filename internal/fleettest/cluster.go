@@ -94,10 +94,24 @@ func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
 	bin := testenv.Tool(t, "nats-server")
 	c := &Cluster{Dir: t.TempDir(), bin: bin, t: t}
+	// Hold every listener until all ports are chosen, so that no two are
+	// the same.
+	var ls []net.Listener
+	port := func() int {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		return l.Addr().(*net.TCPAddr).Port
+	}
 	ports := make([]int, n)
 	cports := make([]int, n)
 	for i := range n {
-		ports[i], cports[i] = FreePort(t), FreePort(t)
+		ports[i], cports[i] = port(), port()
+	}
+	for _, l := range ls {
+		l.Close()
 	}
 	for i := range n {
 		var routes []int

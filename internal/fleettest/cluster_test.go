@@ -176,7 +176,9 @@ func TestKillRestart(t *testing.T) {
 	// Writes go on with two of three (retrying while a new leader is elected).
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		_, err := kv.Put(ctx, "during", []byte("2"))
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := kv.Put(pctx, "during", []byte("2"))
+		pcancel()
 		if err == nil {
 			break
 		}
