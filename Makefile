@@ -8,7 +8,7 @@ TAGS    ?= sqlite_fts5
 # drive are race-tested here.
 RACE_PKGS = ./broker/... ./audit/... ./tui/... ./internal/...
 
-.PHONY: test vet fmt unit race build bench checks fuzz
+.PHONY: test vet fmt unit race build bench checks fuzz chaos
 
 test: vet fmt race unit
 
@@ -43,3 +43,9 @@ fuzz:
 	    $(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$$f$$" -fuzztime 20s $$pkg || exit 1; \
 	  done; \
 	done
+
+# The chaos suite: kill -9 brokers and NATS nodes under load (issue 11). It
+# still finds open fleet bugs (docs/deploy.md, "Known gaps"), so it is not
+# part of `make test`; CI runs and reports it separately.
+chaos:
+	AIRLOCK_CHAOS=1 $(GO) test -tags $(TAGS) -count=1 -timeout 12m -run 'TestChaos|TestAuditStreamOnCluster' -v ./cmd/airlock/ ./internal/fleettest/

@@ -12,6 +12,7 @@ package audit
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -582,4 +583,26 @@ func (l *Log) Close(ctx context.Context) error {
 		return fmt.Errorf("audit: close: %w", err)
 	}
 	return cpErr
+}
+
+// LastDecision returns the most recent decision event recorded for a call,
+// if any. A broker that takes over a call whose previous owner died between
+// auditing its decision and recording it uses this to return that decision
+// instead of deciding a second time.
+func (l *Log) LastDecision(ctx context.Context, callID string) (*airlock.Decision, error) {
+	var payload string
+	var seq int64
+	err := l.db.QueryRowContext(ctx, `SELECT seq, payload FROM event_log WHERE kind = 'decision' AND call_id = ? ORDER BY seq DESC LIMIT 1`, callID).Scan(&seq, &payload)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit: last decision of %s: %w", callID, err)
+	}
+	var rec airlock.DecisionRecord
+	if err := json.Unmarshal([]byte(payload), &rec); err != nil {
+		return nil, fmt.Errorf("audit: last decision of %s: %w", callID, err)
+	}
+	rec.Decision.AuditSeq = seq
+	return &rec.Decision, nil
 }

@@ -522,6 +522,12 @@ func (b *Broker) unstick(ctx context.Context, id string, force bool) {
 	if err != nil || !found || rec.State != stateDeciding || (!force && b.now().Sub(rec.UpdatedAt) < evaluatingTimeout) {
 		return
 	}
+	// The claimant died. If it audited a decision, that decision stands.
+	if d := b.auditedDecision(ctx, id); d != nil {
+		call := rec.Call
+		b.recordAudited(ctx, &call, rev, *d)
+		return
+	}
 	rec.State = statePending
 	rec.ClaimedBy = ""
 	rec.UpdatedAt = b.now()

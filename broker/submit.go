@@ -77,14 +77,23 @@ func (b *Broker) Submit(ctx context.Context, agent string, body []byte) (airlock
 		case stateDecided:
 			return *rec.Decision, true
 		case stateEvaluating:
-			if b.now().Sub(rec.UpdatedAt) > evaluatingTimeout {
+			// Another broker's evaluation is orphaned after a while; with
+			// Exclusive (the embedded broker, alone on its NATS) at once,
+			// since only an earlier process of it could have claimed it.
+			orphaned := b.now().Sub(rec.UpdatedAt) > evaluatingTimeout || (b.cfg.Exclusive && rec.ClaimedBy != b.cfg.Name)
+			if orphaned {
 				rec.UpdatedAt = b.now()
 				rec.ClaimedBy = b.cfg.Name
 				nrev, err := b.st.update(ctx, call.ID, rec, rev)
-				if err == nil {
-					return b.evaluate(ctx, call, nrev)
+				if err != nil {
+					continue
 				}
-				continue
+				// Its evaluator died. If it got as far as auditing a
+				// decision, that decision stands: never decide twice.
+				if d := b.auditedDecision(ctx, call.ID); d != nil {
+					return b.recordAudited(ctx, call, nrev, *d), true
+				}
+				return b.evaluate(ctx, call, nrev)
 			}
 		}
 		return b.wait(ctx, call.ID)
@@ -487,4 +496,40 @@ func rateLimitReason(r *airlock.RateLimit) string {
 		s += "; retry after " + r.RetryAfter
 	}
 	return s
+}
+
+// DecisionLookup is implemented by audit logs that can say which decision
+// they already hold for a call (audit.Log does).
+type DecisionLookup interface {
+	LastDecision(ctx context.Context, callID string) (*airlock.Decision, error)
+}
+
+// auditedDecision returns the decision the audit log already holds for a
+// call, when the auditor can tell.
+func (b *Broker) auditedDecision(ctx context.Context, id string) *airlock.Decision {
+	a := b.cfg.Audit
+	if t, ok := a.(timedAuditor); ok {
+		a = t.next
+	}
+	l, ok := a.(DecisionLookup)
+	if !ok {
+		return nil
+	}
+	d, err := l.LastDecision(ctx, id)
+	if err != nil || d == nil || !d.Final() || d.Verdict == airlock.VerdictRejected {
+		return nil
+	}
+	return d
+}
+
+// recordAudited records a decision that was audited by a broker that died
+// before recording it, and tells whoever waits.
+func (b *Broker) recordAudited(ctx context.Context, call *airlock.ToolCall, rev uint64, d airlock.Decision) airlock.Decision {
+	rec := callRecord{State: stateDecided, Fingerprint: fingerprint(call), Call: *call, Decision: &d, UpdatedAt: b.now()}
+	if _, err := b.st.update(ctx, call.ID, rec, rev); err != nil {
+		b.log.Warn("record an audited decision", "call", call.ID, "err", err)
+	}
+	_ = b.st.deletePending(ctx, call.ID)
+	b.publishDecision(call, d)
+	return d
 }

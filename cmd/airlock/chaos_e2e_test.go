@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlock/airlock/internal/testenv"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/airlock/airlock"
@@ -459,6 +461,7 @@ func durations(ds []time.Duration) string {
 // the same --data: nothing is decided twice, nothing runs twice, nothing is
 // lost, and the audit chain holds.
 func TestChaosEmbeddedKill9(t *testing.T) {
+	testenv.Chaos(t)
 	dir := t.TempDir()
 	policyPath, ws := chaosSetup(t, dir)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -520,6 +523,7 @@ func (f *fleet) settle(t *testing.T, l *chaosLoad, ws string) chaosFigures {
 // it back: two brokers keep deciding throughout, nothing is lost or decided
 // twice.
 func TestChaosFleetNATSNodeKill(t *testing.T) {
+	testenv.Chaos(t)
 	dir := t.TempDir()
 	policyPath, ws := chaosSetup(t, dir)
 	f := startFleet(t, policyPath, 2)
@@ -572,6 +576,7 @@ func TestChaosFleetNATSNodeKill(t *testing.T) {
 // audit log continues without gap or duplicate, and nothing is decided or
 // run twice.
 func TestChaosFleetBrokerKill(t *testing.T) {
+	testenv.Chaos(t)
 	dir := t.TempDir()
 	policyPath, ws := chaosSetup(t, dir)
 	f := startFleet(t, policyPath, 2)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlock/airlock/internal/testenv"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/airlock/airlock"
@@ -24,6 +26,7 @@ import (
 // writer applies all of them, and after the writer's node is killed the
 // log still completes without gap or duplicate.
 func TestAuditStreamOnCluster(t *testing.T) {
+	testenv.Chaos(t)
 	c := fleettest.Start(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
