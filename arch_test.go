@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/airlock/airlock/internal/testenv"
 )
 
 // TestBoundaries keeps the house in order (STYLE.md): the console talks to a
@@ -13,7 +15,7 @@ import (
 // types together.
 func TestBoundaries(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("go tool not on PATH")
+		testenv.Missing(t, "go tool not on PATH")
 	}
 	out, err := exec.Command("go", "list", "-json=ImportPath,Imports,Deps", "./...").Output()
 	if err != nil {

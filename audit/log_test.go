@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlock/airlock/internal/testenv"
+
 	"github.com/airlock/airlock"
 	_ "github.com/mattn/go-sqlite3"
 )
@@ -82,7 +84,7 @@ func TestHashRowEncoding(t *testing.T) {
 	enc := "airlock-audit-v1\n" + "2:12\n" + "30:2026-12-04T10:00:00.000000000Z\n" + "8:decision\n" + "2:c1\n" + "7:{\"a\":1}\n" + "64:" + GenesisHash + "\n"
 	out, err := exec.Command("sh", "-c", "printf '%s' \"$0\" | sha256sum", enc).Output()
 	if err != nil {
-		t.Skipf("sha256sum: %v", err)
+		testenv.Missing(t, "sha256sum: %v", err)
 	}
 	want := strings.Fields(string(out))[0]
 	if got := HashRow(&r); got != want {
@@ -258,7 +260,7 @@ func TestFailClosed(t *testing.T) {
 	t.Run("disk-full", func(t *testing.T) {
 		dir := t.TempDir()
 		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput(); err != nil {
-			t.Skipf("cannot mount a tmpfs (needs root): %v %s", err, out)
+			testenv.Missing(t, "cannot mount a tmpfs (needs root): %v %s", err, out)
 		}
 		t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
 		path := filepath.Join(dir, FileName)

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlock/airlock/internal/testenv"
+
 	"github.com/airlock/airlock"
 )
 
@@ -107,7 +109,7 @@ func TestSearch(t *testing.T) {
 			if mode == "like" {
 				r.fts = false
 			} else if !r.fts {
-				t.Skip("FTS5 not compiled in (go test -tags sqlite_fts5 covers this path)")
+				testenv.Missing(t, "FTS5 not compiled in (go test -tags sqlite_fts5 covers this path)")
 			}
 			for _, tc := range tests {
 				t.Run(tc.name, func(t *testing.T) {
@@ -173,7 +175,7 @@ func TestReport(t *testing.T) {
 func TestSearchIndexCatchUp(t *testing.T) {
 	path := newFixture(t, fixtureBase)
 	if r := openRO(t, path); !r.FullText() {
-		t.Skip("FTS5 not compiled in (go test -tags sqlite_fts5 runs this)")
+		testenv.Missing(t, "FTS5 not compiled in (go test -tags sqlite_fts5 runs this)")
 	}
 	tamper(t, path, func(db *sql.DB) error {
 		var seq int64

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/airlock/airlock/internal/testenv"
 )
 
 // Mountinfo of this machine class (cgroup v1, cpu and cpuacct apart, the
@@ -153,7 +155,7 @@ func FuzzNormalize(f *testing.F) {
 func TestSweepStaleRuns(t *testing.T) {
 	caps := Preflight()
 	if len(caps.Missing) > 0 {
-		t.Skip("no native backend here")
+		testenv.Missing(t, "no native backend here: %v", caps.Missing)
 	}
 	cmd := exec.Command("/bin/true")
 	if err := cmd.Run(); err != nil {

@@ -16,7 +16,7 @@ func FuzzConfQuote(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		if !utf8.ValidString(s) {
-			t.Skip()
+			return // the config language holds only UTF-8; nothing to check
 		}
 		m, err := conf.Parse("v: " + q(s) + "\n")
 		if err != nil {
