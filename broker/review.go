@@ -288,20 +288,7 @@ func (b *Broker) decideClaimed(ctx context.Context, call, effective *airlock.Too
 			b.log.Error("record write grant", "call", call.ID, "err", err)
 		}
 	}
-	runs := d.Verdict == airlock.VerdictApproved && tool != nil && tool.Sandbox != nil
-	state := stateDecided
-	if runs {
-		state = stateExecuting
-		// Index the run before the record says "executing", so that a
-		// broker dying in between leaves something recover() finds.
-		if err := b.indexRun(ctx, call.ID, tool); err != nil {
-			b.log.Error("index sandbox run", "call", call.ID, "err", err)
-			runs, state = false, stateDecided
-			d.Execution = &airlock.Execution{Error: "not run: " + ReasonStateUnavailable + ": " + err.Error(), ExitCode: -1}
-		}
-	}
-	cr := callRecord{State: state, Fingerprint: fingerprint(call), Call: *call, Decision: &d, ClaimedBy: b.cfg.Name, ClaimedAt: b.now(), UpdatedAt: b.now()}
-	nrev, err := b.st.update(ctx, call.ID, cr, rev)
+	d, runs, nrev, err := b.recordDecision(ctx, call, rev, d, tool)
 	if err != nil {
 		b.log.Error("record decision", "call", call.ID, "err", err)
 		runs = false

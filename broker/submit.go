@@ -332,20 +332,7 @@ func (b *Broker) finalize(ctx context.Context, call *airlock.ToolCall, rev uint6
 		return out
 	}
 	d.AuditSeq = receipt.Seq
-	runs := d.Verdict == airlock.VerdictApproved && tool != nil && tool.Sandbox != nil
-	state := stateDecided
-	if runs {
-		state = stateExecuting
-		// Index the run before the record says "executing", so that a
-		// broker dying in between leaves something recover() finds.
-		if err := b.indexRun(ctx, call.ID, tool); err != nil {
-			b.log.Error("index sandbox run", "call", call.ID, "err", err)
-			runs, state = false, stateDecided
-			d.Execution = &airlock.Execution{Error: "not run: " + ReasonStateUnavailable + ": " + err.Error(), ExitCode: -1}
-		}
-	}
-	cr := callRecord{State: state, Fingerprint: fingerprint(call), Call: *call, Decision: &d, ClaimedBy: b.cfg.Name, ClaimedAt: b.now(), UpdatedAt: b.now()}
-	nrev, err := b.st.update(ctx, call.ID, cr, rev)
+	d, runs, nrev, err := b.recordDecision(ctx, call, rev, d, tool)
 	if err != nil {
 		// The decision is audited; the record could not be written. The
 		// agent still gets the audited answer, but nothing is executed.
@@ -532,4 +519,24 @@ func (b *Broker) recordAudited(ctx context.Context, call *airlock.ToolCall, rev 
 	_ = b.st.deletePending(ctx, call.ID)
 	b.publishDecision(call, d)
 	return d
+}
+
+// recordDecision records an audited decision in the call record. For an
+// approved sandboxed tool the record says "executing" (runs is true) and
+// the run is indexed first, so that a broker dying in between leaves
+// something recover() finds; if indexing fails, nothing will run.
+func (b *Broker) recordDecision(ctx context.Context, call *airlock.ToolCall, rev uint64, d airlock.Decision, tool *policy.Tool) (airlock.Decision, bool, uint64, error) {
+	runs := d.Verdict == airlock.VerdictApproved && tool != nil && tool.Sandbox != nil
+	state := stateDecided
+	if runs {
+		state = stateExecuting
+		if err := b.indexRun(ctx, call.ID, tool); err != nil {
+			b.log.Error("index sandbox run", "call", call.ID, "err", err)
+			runs, state = false, stateDecided
+			d.Execution = &airlock.Execution{Error: "not run: " + ReasonStateUnavailable + ": " + err.Error(), ExitCode: -1}
+		}
+	}
+	cr := callRecord{State: state, Fingerprint: fingerprint(call), Call: *call, Decision: &d, ClaimedBy: b.cfg.Name, ClaimedAt: b.now(), UpdatedAt: b.now()}
+	nrev, err := b.st.update(ctx, call.ID, cr, rev)
+	return d, runs, nrev, err
 }
