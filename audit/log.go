@@ -125,7 +125,11 @@ type Log struct {
 	path string
 	cfg  config
 	db   *sql.DB
-	fts  bool
+	// rdb serves reads (LastDecision) on their own read-only connections:
+	// db has exactly one connection, which the writer holds while it runs,
+	// so a read through db would wait for the writer to let go of it.
+	rdb *sql.DB
+	fts bool
 
 	queue chan *request
 	stop  chan struct{}
@@ -202,6 +206,17 @@ func Open(path string, opts ...Option) (*Log, error) {
 		db.Close()
 		return nil, err
 	}
+	rq := url.Values{}
+	rq.Set("mode", "ro")
+	rq.Set("_query_only", "1")
+	rq.Set("_busy_timeout", strconv.FormatInt(cfg.busy.Milliseconds(), 10))
+	rdb, err := sql.Open(driverName, dsn(path, rq))
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("audit: open %s for reading: %w", path, err)
+	}
+	rdb.SetMaxOpenConns(4)
+	l.rdb = rdb
 	l.cp = newCheckpointer(CheckpointPath(path), cfg)
 	l.checkAgainstCheckpoints()
 	l.cp.start(l.head)
@@ -579,6 +594,7 @@ func (l *Log) Close(ctx context.Context) error {
 	l.walCheckpoint("TRUNCATE")
 	l.dropConn()
 	cpErr := l.cp.close(ctx)
+	_ = l.rdb.Close()
 	if err := l.db.Close(); err != nil {
 		return fmt.Errorf("audit: close: %w", err)
 	}
@@ -592,7 +608,7 @@ func (l *Log) Close(ctx context.Context) error {
 func (l *Log) LastDecision(ctx context.Context, callID string) (*airlock.Decision, error) {
 	var payload string
 	var seq int64
-	err := l.db.QueryRowContext(ctx, `SELECT seq, payload FROM event_log WHERE kind = 'decision' AND call_id = ? ORDER BY seq DESC LIMIT 1`, callID).Scan(&seq, &payload)
+	err := l.rdb.QueryRowContext(ctx, `SELECT seq, payload FROM event_log WHERE kind = 'decision' AND call_id = ? ORDER BY seq DESC LIMIT 1`, callID).Scan(&seq, &payload)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

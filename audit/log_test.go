@@ -491,3 +491,49 @@ func TestVerifyLiveLog(t *testing.T) {
 		runs++
 	}
 }
+
+// TestLastDecisionBesideTheWriter: LastDecision answers while the writer
+// holds its connection and keeps appending (a broker taking over a call
+// asks it with appends in flight; it once waited for the writer's only
+// connection forever).
+func TestLastDecisionBesideTheWriter(t *testing.T) {
+	l := openLog(t, filepath.Join(t.TempDir(), FileName))
+	if _, err := l.Append(t.Context(), ev(1)); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 2; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := l.Append(context.Background(), ev(i)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	for i := range 20 {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		d, err := l.LastDecision(ctx, "c1")
+		cancel()
+		if err != nil {
+			t.Fatalf("lookup %d: %v", i, err)
+		}
+		if d == nil || d.CallID != "c1" || d.AuditSeq != 1 || d.Verdict != airlock.VerdictApproved {
+			t.Fatalf("lookup %d: got %+v, want c1's approval at seq 1", i, d)
+		}
+		ctx, cancel = context.WithTimeout(t.Context(), 5*time.Second)
+		d, err = l.LastDecision(ctx, "never-seen")
+		cancel()
+		if err != nil || d != nil {
+			t.Fatalf("lookup %d of an unknown call: %+v, %v; want nothing", i, d, err)
+		}
+	}
+}

@@ -510,7 +510,11 @@ func (b *Broker) unstick(ctx context.Context, id string, force bool) {
 		return
 	}
 	// The claimant died. If it audited a decision, that decision stands.
-	if d := b.auditedDecision(ctx, id); d != nil {
+	d, err := b.auditedDecision(ctx, id)
+	if err != nil {
+		return // asked again on the next sweep
+	}
+	if d != nil {
 		call := rec.Call
 		b.recordAudited(ctx, &call, rev, *d)
 		return

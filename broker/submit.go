@@ -90,7 +90,15 @@ func (b *Broker) Submit(ctx context.Context, agent string, body []byte) (airlock
 				}
 				// Its evaluator died. If it got as far as auditing a
 				// decision, that decision stands: never decide twice.
-				if d := b.auditedDecision(ctx, call.ID); d != nil {
+				d, err := b.auditedDecision(ctx, call.ID)
+				if err != nil {
+					// Unknown whether it was decided: decide nothing, and
+					// leave the claim for the next attempt to take at once.
+					rec.UpdatedAt = time.Time{}
+					_, _ = b.st.update(ctx, call.ID, rec, nrev)
+					return b.failClosed(call, ReasonAuditUnavailable, err), true
+				}
+				if d != nil {
 					return b.recordAudited(ctx, call, nrev, *d), true
 				}
 				return b.evaluate(ctx, call, nrev)
@@ -492,26 +500,52 @@ type DecisionLookup interface {
 }
 
 // auditedDecision returns the decision the audit log already holds for a
-// call, when the auditor can tell.
-func (b *Broker) auditedDecision(ctx context.Context, id string) *airlock.Decision {
+// call, when the auditor can tell (nil when it holds none). An error means
+// the log could not be asked: the caller must not decide the call then.
+func (b *Broker) auditedDecision(ctx context.Context, id string) (*airlock.Decision, error) {
 	a := b.cfg.Audit
 	if t, ok := a.(timedAuditor); ok {
 		a = t.next
 	}
 	l, ok := a.(DecisionLookup)
 	if !ok {
-		return nil
+		return nil, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, auditLookupTimeout)
+	defer cancel()
 	d, err := l.LastDecision(ctx, id)
-	if err != nil || d == nil || !d.Final() || d.Verdict == airlock.VerdictRejected {
-		return nil
+	if err != nil {
+		b.log.Error("look up an audited decision", "call", id, "err", err)
+		return nil, err
 	}
-	return d
+	if d == nil || !d.Final() || d.Verdict == airlock.VerdictRejected {
+		return nil, nil
+	}
+	return d, nil
 }
 
+// auditLookupTimeout bounds asking the audit log for a call's decision.
+const auditLookupTimeout = 10 * time.Second
+
 // recordAudited records a decision that was audited by a broker that died
-// before recording it, and tells whoever waits.
+// before recording it, and tells whoever waits. An approved sandboxed call
+// in that state never started its run (runs are indexed and recorded
+// before they start): it is recorded interrupted and not run now, the
+// same answer as for a run cut short, so that no call id ever has a run
+// decided by two brokers.
 func (b *Broker) recordAudited(ctx context.Context, call *airlock.ToolCall, rev uint64, d airlock.Decision) airlock.Decision {
+	if d.Verdict == airlock.VerdictApproved && d.Execution == nil {
+		if t := b.pol.Load().Tool(call.Tool); t != nil && t.Sandbox != nil {
+			ex := &airlock.Execution{Backend: "unknown", ExitCode: -1, LimitHit: "interrupted",
+				Error: "not run: the broker that approved this call stopped before running it; it is not run again"}
+			if _, err := b.cfg.Audit.Append(ctx, airlock.Event{Kind: airlock.EventExecution, CallID: call.ID, TS: b.now().UTC(),
+				Payload: airlock.ExecRecord{CallID: call.ID, Execution: ex}}); err != nil {
+				b.log.Error("audit an unstarted run", "call", call.ID, "err", err)
+				return b.failClosed(call, ReasonAuditUnavailable, err)
+			}
+			d.Execution = ex
+		}
+	}
 	rec := callRecord{State: stateDecided, Fingerprint: fingerprint(call), Call: *call, Decision: &d, UpdatedAt: b.now()}
 	if _, err := b.st.update(ctx, call.ID, rec, rev); err != nil {
 		b.log.Warn("record an audited decision", "call", call.ID, "err", err)

@@ -435,6 +435,22 @@ func waitAuditDecisions(path string, n int, timeout time.Duration) error {
 	}
 }
 
+// keepChaosLogs copies a failed run's logs to $AIRLOCK_CHAOS_KEEP, when set.
+func keepChaosLogs(t *testing.T, dir string) {
+	keep := os.Getenv("AIRLOCK_CHAOS_KEEP")
+	if keep == "" {
+		return
+	}
+	ms, _ := filepath.Glob(filepath.Join(dir, "*.log*"))
+	_ = os.MkdirAll(keep, 0o755)
+	for _, m := range ms {
+		if b, err := os.ReadFile(m); err == nil {
+			_ = os.WriteFile(filepath.Join(keep, filepath.Base(m)), b, 0o644)
+		}
+	}
+	t.Logf("logs kept in %s", keep)
+}
+
 func kill9(t *testing.T, cmd *exec.Cmd) {
 	t.Helper()
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
@@ -488,17 +504,23 @@ func TestChaosEmbeddedKill9(t *testing.T) {
 		cur = serve(k)
 		// Recovered: the first decision an agent receives after the kill.
 		if err := l.waitDecided(before, 45*time.Second); err != nil {
-			t.Fatalf("after kill %d: %v", k, err)
+			t.Fatalf("after kill %d: %v\n%s", k, err, tailLogs(dir, "serve*.log*"))
 		}
 		recoveries = append(recoveries, time.Since(killed))
 		// Let the load run a little before the next kill.
 		if err := l.waitDecided(l.decided.Load()+2, 45*time.Second); err != nil {
-			t.Fatalf("after kill %d: %v", k, err)
+			t.Fatalf("after kill %d: %v\n%s", k, err, tailLogs(dir, "serve*.log*"))
 		}
 	}
 	l.drain()
 	elapsed := time.Since(start)
 	f := l.check(t, ws, audit.PathIn(data))
+	if t.Failed() {
+		// Where the running broker stands: its goroutines (SIGQUIT) and logs.
+		_ = cur.Process.Signal(syscall.SIGQUIT)
+		time.Sleep(time.Second)
+		keepChaosLogs(t, dir)
+	}
 	t.Logf("embedded kill -9 ×%d in %s: %s", kills, elapsed.Round(100*time.Millisecond), f)
 	t.Logf("time to recover (kill to the next decision): %s", durations(recoveries))
 }

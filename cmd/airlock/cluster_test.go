@@ -178,8 +178,11 @@ func served(t *testing.T, nc *nats.Conn, endpoint string) map[string]int {
 	}
 }
 
-func brokerLogs(dir string) string {
-	ms, _ := filepath.Glob(filepath.Join(dir, "b*.log*"))
+func brokerLogs(dir string) string { return tailLogs(dir, "b*.log*") }
+
+// tailLogs returns the last lines of every log in dir matching pattern.
+func tailLogs(dir, pattern string) string {
+	ms, _ := filepath.Glob(filepath.Join(dir, pattern))
 	s := ""
 	for _, m := range ms {
 		b, _ := os.ReadFile(m)

@@ -1,0 +1,120 @@
+package broker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/airlock/airlock"
+	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/sandbox"
+)
+
+// TestTakeoverOfADeadBrokersCall stages what a broker killed mid-decision
+// leaves behind (a call record "evaluating", claimed by it, and perhaps a
+// decision already in the audit log) and submits the call again, as its
+// agent's retry does. The decision already audited stands and is never made
+// twice; an approved sandboxed call whose run never started is recorded
+// interrupted and not run; a call with nothing audited is decided afresh.
+func TestTakeoverOfADeadBrokersCall(t *testing.T) {
+	ws := t.TempDir()
+	pol := strings.Replace(testPolicy, "tools:\n", fmt.Sprintf(`tools:
+  run_shell:
+    tier: auto
+    sandbox: {backend: native, lang: shell, timeout: 10s, memory: 64MiB, workspace: %q, workspace_rw: true}
+`, ws), 1)
+	h := startHarness(t, testPolicy)
+	h.stopBroker()
+	var runs atomic.Int32
+	h.bootWith(pol, func(c *broker.Config) {
+		c.Exclusive = true // the embedded broker: an earlier process's claim is orphaned at once
+		c.Sandbox = func(backend string) (sandbox.Runner, error) {
+			runs.Add(1)
+			return nil, fmt.Errorf("no run expected in this test")
+		}
+	})
+	js, err := jetstream.New(h.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls, err := js.KeyValue(context.Background(), "airlock_calls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// stage writes the dead broker's record, and its audited decision when
+	// audited is set.
+	stage := func(c *airlock.ToolCall, audited *airlock.Decision) {
+		t.Helper()
+		body, _ := json.Marshal(c)
+		dc, err := broker.DecodeCall(body, c.Agent, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, _ := json.Marshal(map[string]any{"state": "evaluating", "fingerprint": broker.Fingerprint(dc), "call": dc,
+			"claimed_by": "dead-broker", "updated_at": time.Now().UTC()})
+		if _, err := calls.Create(context.Background(), c.ID, rec); err != nil {
+			t.Fatal(err)
+		}
+		if audited != nil {
+			if _, err := h.log.Append(context.Background(), airlock.Event{Kind: airlock.EventDecision, CallID: c.ID, TS: time.Now(),
+				Payload: airlock.DecisionRecord{Call: *dc, Decision: *audited}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	approved := func(id string) *airlock.Decision {
+		return &airlock.Decision{CallID: id, Verdict: airlock.VerdictApproved, Tier: airlock.TierAuto, DecidedBy: "policy",
+			Reason: "decided by the dead broker", DecidedAt: time.Now().UTC(), Risk: airlock.Risk{Band: airlock.BandLow, Factors: []airlock.Factor{}}}
+	}
+
+	t.Run("audited-decision-stands", func(t *testing.T) {
+		c := call("t-audited", "bot", "search_web", map[string]any{"query": "weather"})
+		stage(c, approved(c.ID))
+		d := h.submit(c)
+		if d.Verdict != airlock.VerdictApproved || d.Reason != "decided by the dead broker" || d.AuditSeq == 0 {
+			t.Fatalf("got %+v, want the dead broker's audited approval", d)
+		}
+		if rows := h.decisionRows(c.ID); len(rows) != 1 {
+			t.Fatalf("decision events %v, want exactly the one audited before the takeover", rows)
+		}
+	})
+	t.Run("audited-sandboxed-approval-is-interrupted", func(t *testing.T) {
+		c := call("t-sandboxed", "bot", "run_shell", map[string]any{"command": "echo hi >> /workspace/runs.log"})
+		stage(c, approved(c.ID))
+		d := h.submit(c)
+		if d.Verdict != airlock.VerdictApproved || d.Execution == nil || d.Execution.LimitHit != "interrupted" {
+			t.Fatalf("got %+v (execution %+v), want the approval with an interrupted execution", d, d.Execution)
+		}
+		if rows := h.decisionRows(c.ID); len(rows) != 1 {
+			t.Fatalf("decision events %v, want 1", rows)
+		}
+		var n int
+		if err := h.db().QueryRow(`select count(*) from executions where call_id = ?`, c.ID).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("execution events %d (%v), want the interruption recorded once", n, err)
+		}
+		if runs.Load() != 0 {
+			t.Fatalf("the sandbox was opened %d times, want never", runs.Load())
+		}
+		if b, _ := os.ReadFile(ws + "/runs.log"); len(b) != 0 {
+			t.Fatalf("the workspace shows a run: %q", b)
+		}
+	})
+	t.Run("nothing-audited-is-decided-afresh", func(t *testing.T) {
+		c := call("t-fresh", "bot", "search_web", map[string]any{"query": "news"})
+		stage(c, nil)
+		d := h.submit(c)
+		if d.Verdict != airlock.VerdictApproved || d.DecidedBy != "policy" || d.Reason == "decided by the dead broker" {
+			t.Fatalf("got %+v, want a fresh policy approval", d)
+		}
+		if rows := h.decisionRows(c.ID); len(rows) != 1 {
+			t.Fatalf("decision events %v, want 1", rows)
+		}
+	})
+}
