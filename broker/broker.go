@@ -88,7 +88,10 @@ type Broker struct {
 	cancel context.CancelFunc
 	recent *recentLog
 	res    sync.Map // call id → *ratelimit.Reservation, released on decision
-	subs   []*nats.Subscription
+	// handling holds the ids of calls a Submit in this process is working
+	// on (claiming, evaluating or waiting), one handler per id.
+	handling sync.Map
+	subs     []*nats.Subscription
 }
 
 // New prepares a broker on an existing connection. Call Start to serve.

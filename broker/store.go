@@ -78,7 +78,7 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int) (*stor
 		// Placing a replicated bucket on a busy or freshly started cluster
 		// can outlast one request's timeout: try again (the call is
 		// idempotent) for a while before giving up.
-		for attempt := 1; attempt < 6 && isTransient(err) && ctx.Err() == nil; attempt++ {
+		for attempt := 1; attempt < 6 && IsTransient(err) && ctx.Err() == nil; attempt++ {
 			kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
 		}
 		if err != nil {
@@ -103,9 +103,9 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int) (*stor
 	return &s, nil
 }
 
-// isTransient reports a JetStream error worth retrying: a request that
+// IsTransient reports a JetStream error worth retrying: a request that
 // timed out or found nobody to answer while a leader is being elected.
-func isTransient(err error) bool {
+func IsTransient(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }

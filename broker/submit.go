@@ -51,6 +51,15 @@ func (b *Broker) Submit(ctx context.Context, agent string, body []byte) (airlock
 	if call.ID == "" {
 		call.ID = newID()
 	}
+	// One handler per call id in this process: a duplicate (the agent's
+	// retry while the first attempt is still at work) waits for the
+	// decision. The handler that holds the slot therefore knows that an
+	// "evaluating" claim in this broker's name is nobody's work any more
+	// (a claim whose write timed out yet landed, say).
+	if _, busy := b.handling.LoadOrStore(call.ID, struct{}{}); busy {
+		return b.wait(ctx, call.ID)
+	}
+	defer b.handling.Delete(call.ID)
 	fp := fingerprint(call)
 	for attempt := 0; attempt < 8; attempt++ {
 		// New ids are the common case: claim first, read only on a clash.
@@ -77,10 +86,11 @@ func (b *Broker) Submit(ctx context.Context, agent string, body []byte) (airlock
 		case stateDecided:
 			return *rec.Decision, true
 		case stateEvaluating:
-			// Another broker's evaluation is orphaned after a while; with
-			// Exclusive (the embedded broker, alone on its NATS) at once,
+			// Another broker's evaluation is orphaned after a while; this
+			// broker's own at once (it holds the only handling slot); and
+			// with Exclusive (the embedded broker, alone on its NATS) any,
 			// since only an earlier process of it could have claimed it.
-			orphaned := b.now().Sub(rec.UpdatedAt) > evaluatingTimeout || (b.cfg.Exclusive && rec.ClaimedBy != b.cfg.Name)
+			orphaned := b.now().Sub(rec.UpdatedAt) > evaluatingTimeout || rec.ClaimedBy == b.cfg.Name || b.cfg.Exclusive
 			if orphaned {
 				rec.UpdatedAt = b.now()
 				rec.ClaimedBy = b.cfg.Name

@@ -20,7 +20,8 @@ import (
 // TestTakeoverOfADeadBrokersCall stages what a broker killed mid-decision
 // leaves behind (a call record "evaluating", claimed by it, and perhaps a
 // decision already in the audit log) and submits the call again, as its
-// agent's retry does. The decision already audited stands and is never made
+// agent's retry does, to the broker restarted under the same name: the
+// claim is taken over at once, not after evaluatingTimeout. The decision already audited stands and is never made
 // twice; an approved sandboxed call whose run never started is recorded
 // interrupted and not run; a call with nothing audited is decided afresh.
 func TestTakeoverOfADeadBrokersCall(t *testing.T) {
@@ -34,7 +35,6 @@ func TestTakeoverOfADeadBrokersCall(t *testing.T) {
 	h.stopBroker()
 	var runs atomic.Int32
 	h.bootWith(pol, func(c *broker.Config) {
-		c.Exclusive = true // the embedded broker: an earlier process's claim is orphaned at once
 		c.Sandbox = func(backend string) (sandbox.Runner, error) {
 			runs.Add(1)
 			return nil, fmt.Errorf("no run expected in this test")
@@ -57,8 +57,9 @@ func TestTakeoverOfADeadBrokersCall(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Claimed just now by an earlier incarnation of this broker's name.
 		rec, _ := json.Marshal(map[string]any{"state": "evaluating", "fingerprint": broker.Fingerprint(dc), "call": dc,
-			"claimed_by": "dead-broker", "updated_at": time.Now().UTC()})
+			"claimed_by": "test-broker", "updated_at": time.Now().UTC()})
 		if _, err := calls.Create(context.Background(), c.ID, rec); err != nil {
 			t.Fatal(err)
 		}

@@ -191,6 +191,7 @@ func (w *Writer) lead(ctx context.Context, kv jetstream.KeyValue, rev uint64) er
 			case <-t.C:
 				nrev, err := kv.Update(lctx, LeaseKey, []byte(w.name), rev)
 				if err != nil {
+					w.log.Info("DBG renew failed", "writer", w.name, "err", err)
 					if lctx.Err() == nil {
 						lost <- fmt.Errorf("lease lost: %w", err)
 						cancel()
@@ -251,8 +252,12 @@ func (w *Writer) lead(ctx context.Context, kv jetstream.KeyValue, rev uint64) er
 		wait := 2500 * time.Millisecond
 		for len(evs) < 500 {
 			nctx, ncancel := context.WithTimeout(lctx, wait)
+			t0 := time.Now()
 			m, err := it.Next(jetstream.NextContext(nctx))
 			ncancel()
+			if err != nil && len(evs) == 0 {
+				w.log.Info("DBG next", "writer", w.name, "err", err, "took", time.Since(t0))
+			}
 			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
 				break
 			}

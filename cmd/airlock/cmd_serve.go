@@ -510,6 +510,12 @@ func limitStore(ctx context.Context, nc *nats.Conn, c serveConfig, pol *policy.P
 	cfg.Storage = jetstream.FileStorage
 	cfg.Replicas = max(c.Replicas, 1)
 	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	// As for the broker's own buckets: a replicated bucket placed on a busy
+	// or freshly started cluster can outlast one request; the call is
+	// idempotent, so try again for a while.
+	for attempt := 1; attempt < 6 && broker.IsTransient(err) && ctx.Err() == nil; attempt++ {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("rate-limit bucket: %w", err)
 	}
