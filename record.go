@@ -68,6 +68,12 @@ type Event struct {
 	CallID  string
 	TS      time.Time
 	Payload any // marshalled with CanonicalJSON
+	// Key, when set, makes appending idempotent where the log can tell: an
+	// event appended again under the same key (a retry after an answer was
+	// lost) is stored once. The fleet's audit stream deduplicates on it;
+	// the single-process log, whose appends either commit or fail, ignores
+	// it.
+	Key string
 }
 
 // Receipt says where an appended event landed in the chain.

@@ -39,8 +39,8 @@ func (b *Broker) execute(ctx context.Context, call *airlock.ToolCall, rev uint64
 	finish := func() airlock.Decision {
 		d.Execution = ex
 		b.cfg.Metrics.SandboxRun(ex.Backend, ex.LimitHit, b.now().Sub(start))
-		if _, err := b.cfg.Audit.Append(ctx, airlock.Event{Kind: airlock.EventExecution, CallID: call.ID, TS: b.now().UTC(),
-			Payload: airlock.ExecRecord{CallID: call.ID, Profile: profile, Execution: ex}}); err != nil {
+		if _, err := b.appendPersistent(ctx, airlock.Event{Kind: airlock.EventExecution, CallID: call.ID, TS: b.now().UTC(),
+			Payload: airlock.ExecRecord{CallID: call.ID, Profile: profile, Execution: ex}, Key: "execution:" + call.ID}); err != nil {
 			b.log.Error("audit execution", "call", call.ID, "err", err)
 			ex.Error = joinErr(ex.Error, "the run's result could not be audited")
 		}
@@ -96,6 +96,29 @@ func (b *Broker) execute(ctx context.Context, call *airlock.ToolCall, rev uint64
 	return finish()
 }
 
+// appendPersistent appends an event that records something already done
+// (a run's result): there is no failing closed left to do, so a failed
+// append is tried again for a while (a leader election in the fleet's
+// audit stream lasts seconds) before the result is given up as unaudited.
+// The event's Key makes a retry whose first attempt landed count once.
+func (b *Broker) appendPersistent(ctx context.Context, ev airlock.Event) (airlock.Receipt, error) {
+	ctx = context.WithoutCancel(ctx)
+	deadline := time.Now().Add(persistFor)
+	wait := 100 * time.Millisecond
+	for {
+		r, err := b.cfg.Audit.Append(ctx, ev)
+		if err == nil || time.Now().Add(wait).After(deadline) {
+			return r, err
+		}
+		b.log.Warn("audit append failed; trying again", "call", ev.CallID, "kind", ev.Kind, "err", err)
+		time.Sleep(wait)
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// persistFor bounds appendPersistent's retries.
+const persistFor = 30 * time.Second
+
 func fillExecution(ex *airlock.Execution, res sandbox.Result) {
 	ex.ExitCode = res.ExitCode
 	ex.Signal = res.Signal
@@ -142,8 +165,8 @@ func (b *Broker) interrupt(ctx context.Context, id string, rec callRecord, rev u
 	ex := &airlock.Execution{Backend: "unknown", ExitCode: -1, LimitHit: "interrupted",
 		Error: fmt.Sprintf("the broker running this call (%s) stopped mid-run at %s; it is not run again", rec.ClaimedBy, rec.ClaimedAt.UTC().Format(time.RFC3339))}
 	d.Execution = ex
-	if _, err := b.cfg.Audit.Append(ctx, airlock.Event{Kind: airlock.EventExecution, CallID: id, TS: b.now().UTC(),
-		Payload: airlock.ExecRecord{CallID: id, Execution: ex}}); err != nil {
+	if _, err := b.appendPersistent(ctx, airlock.Event{Kind: airlock.EventExecution, CallID: id, TS: b.now().UTC(),
+		Payload: airlock.ExecRecord{CallID: id, Execution: ex}, Key: "execution:" + id}); err != nil {
 		b.log.Error("audit interrupted run", "call", id, "err", err)
 		return
 	}

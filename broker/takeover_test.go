@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/airlock/airlock"
+	"github.com/airlock/airlock/audit"
 	"github.com/airlock/airlock/broker"
 	"github.com/airlock/airlock/sandbox"
 )
@@ -118,4 +119,52 @@ func TestTakeoverOfADeadBrokersCall(t *testing.T) {
 			t.Fatalf("decision events %v, want 1", rows)
 		}
 	})
+}
+
+// flakyAuditor fails the first n appends of one kind, as the fleet's audit
+// stream does while its leader is being elected.
+type flakyAuditor struct {
+	next airlock.Auditor
+	kind string
+	n    atomic.Int32
+}
+
+func (f *flakyAuditor) Append(ctx context.Context, ev airlock.Event) (airlock.Receipt, error) {
+	if ev.Kind == f.kind && f.n.Add(-1) >= 0 {
+		return airlock.Receipt{}, fmt.Errorf("%w: no responders (leader election)", audit.ErrUnavailable)
+	}
+	return f.next.Append(ctx, ev)
+}
+
+// TestRunResultAuditedThroughAnOutage: a sandboxed run that finished while
+// the audit log briefly refused appends still has its result audited
+// (once), and the agent is not told it went unaudited.
+func TestRunResultAuditedThroughAnOutage(t *testing.T) {
+	ws := t.TempDir()
+	pol := strings.Replace(testPolicy, "tools:\n", fmt.Sprintf(`tools:
+  run_shell:
+    tier: auto
+    sandbox: {backend: native, lang: shell, timeout: 10s, memory: 128MiB, workspace: %q, workspace_rw: true}
+`, ws), 1)
+	h := startHarness(t, pol)
+	h.stopBroker()
+	flaky := &flakyAuditor{kind: airlock.EventExecution}
+	flaky.n.Store(3)
+	h.bootWith(pol, func(c *broker.Config) {
+		c.Sandbox = func(backend string) (sandbox.Runner, error) { return sandbox.Open(backend) }
+		flaky.next = c.Audit
+		c.Audit = flaky
+	})
+	d := h.submit(call("ro1", "ops", "run_shell", map[string]any{"command": "echo ran"}))
+	ex := d.Execution
+	if d.Verdict != airlock.VerdictApproved || ex == nil || ex.ExitCode != 0 || ex.Error != "" || !strings.Contains(ex.Stdout, "ran") {
+		t.Fatalf("got %s %q, execution %+v; want a clean run", d.Verdict, d.Reason, ex)
+	}
+	var n int
+	if err := h.db().QueryRow(`select count(*) from events where kind = 'execution' and call_id = 'ro1'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("execution events %d (%v), want 1", n, err)
+	}
+	if left := flaky.n.Load(); left >= 0 {
+		t.Fatalf("the auditor still had %d failures to give: the outage was not exercised", left+1)
+	}
 }
