@@ -13,6 +13,7 @@ import (
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(testPolicy))
 	f.Add([]byte("version: 1\ntools: {x: {tier: auto}}\n"))
+	f.Add([]byte(actorPolicy))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		done := make(chan *Policy, 1)
 		go func() {
@@ -39,6 +40,17 @@ func FuzzParse(f *testing.F) {
 		}
 		if r := p.Evaluate(&airlock.ToolCall{Agent: "fuzz", Tool: "\x00not-a-tool"}); !r.Denied {
 			t.Fatalf("unknown tool not denied: %+v", r)
+		}
+		for name, a := range p.Agents {
+			if a.Users == nil && a.Orgs == nil && !p.Defaults.RequireUser {
+				continue
+			}
+			for tool := range p.Tools {
+				r := p.Evaluate(&airlock.ToolCall{Agent: name, Tool: tool})
+				if !r.Denied {
+					t.Fatalf("agent %s pinned to users %q orgs %q (require_user %v): a call naming no user or org was not denied: %+v", name, a.Users, a.Orgs, p.Defaults.RequireUser, r)
+				}
+			}
 		}
 		args := map[string]any{"path": "/etc/shadow", "to": []any{"a@b.c"}, "query": "DROP TABLE x.y", "url": "http://x/", "n": 5.0}
 		for name, tool := range p.Tools {

@@ -196,7 +196,7 @@ func (p *parser) parse(data []byte) *Policy {
 }
 
 func (p *parser) defaults(n *yaml.Node, d *Defaults) {
-	f, _ := p.mapping(n, "defaults", "unknown_tool", "pending_ttl")
+	f, _ := p.mapping(n, "defaults", "unknown_tool", "pending_ttl", "require_user")
 	if v, ok := f["unknown_tool"]; ok {
 		if s, ok := p.str(v, "defaults.unknown_tool"); ok && s != string(airlock.TierDeny) {
 			p.errf(v, "defaults.unknown_tool", "must be deny, not %q: a tool that is not in the policy is always denied (list it under tools: to allow it)", short(s))
@@ -205,6 +205,11 @@ func (p *parser) defaults(n *yaml.Node, d *Defaults) {
 	if v, ok := f["pending_ttl"]; ok {
 		if d2, ok := p.duration(v, "defaults.pending_ttl", time.Second, 0); ok {
 			d.PendingTTL = d2
+		}
+	}
+	if v, ok := f["require_user"]; ok {
+		if b, ok := p.boolean(v, "defaults.require_user"); ok {
+			d.RequireUser = b
 		}
 	}
 }
@@ -547,7 +552,7 @@ func (p *parser) agents(n *yaml.Node, pol *Policy) {
 			p.errf(e.k, path, "agent names must be one NATS subject token: printable, no spaces, no '.', '*' or '>'")
 			continue
 		}
-		f, node := p.mapping(e.v, path, "tools")
+		f, node := p.mapping(e.v, path, "tools", "users", "orgs")
 		if f == nil {
 			continue
 		}
@@ -581,8 +586,62 @@ func (p *parser) agents(n *yaml.Node, pol *Policy) {
 		if len(items) == 0 {
 			p.warnf(v, join(path, "tools"), "empty manifest: agent %s may call nothing", e.key)
 		}
+		if v, ok := f["users"]; ok {
+			a.Users = p.actorPins(v, join(path, "users"), e.key, "user")
+		}
+		if v, ok := f["orgs"]; ok {
+			a.Orgs = p.actorPins(v, join(path, "orgs"), e.key, "org")
+		}
 		pol.Agents[e.key] = a
 	}
+}
+
+// actorPins reads an agent's users: or orgs: list: names or globs where *
+// is any run of characters. The result is never nil (an empty list pins the
+// agent to nobody), so that a key that is present always pins.
+func (p *parser) actorPins(n *yaml.Node, path, agent, what string) []string {
+	out := []string{}
+	items, ok := p.seq(n, path)
+	if !ok {
+		return out
+	}
+	seen := map[string]bool{}
+	for i, it := range items {
+		ip := fmt.Sprintf("%s[%d]", path, i)
+		s, ok := p.str(it, ip)
+		if !ok {
+			continue
+		}
+		if msg := badActorGlob(s); msg != "" {
+			p.errf(it, ip, "%s is not a %s name or glob: %s", quoteShort(s), what, msg)
+			continue
+		}
+		if seen[s] {
+			p.warnf(it, ip, "%s is listed twice", s)
+			continue
+		}
+		seen[s] = true
+		out = append(out, s)
+	}
+	if len(out) == 0 && len(items) == 0 {
+		p.warnf(n, path, "empty list: agent %s may act for no %s, so every call of it is denied (remove %s: to lift the pin)", agent, what, what+"s")
+	}
+	return out
+}
+
+// badActorGlob says what is wrong with a users: or orgs: entry, or "" when
+// it is a name or a glob whose only wildcard is *.
+func badActorGlob(s string) string {
+	if !validName(s) {
+		return fmt.Sprintf("use 1 to %d printable characters without spaces", maxNameLen)
+	}
+	if i := strings.IndexAny(s, "?[]{}\\"); i >= 0 {
+		return fmt.Sprintf("%q is not supported (the only wildcard is *, any run of characters)", s[i])
+	}
+	if strings.Contains(s, "**") {
+		return "** is the same as *; write one"
+	}
+	return ""
 }
 
 func (p *parser) limits(n *yaml.Node, pol *Policy) {

@@ -68,17 +68,96 @@ func (a *Agent) allows(tool string) bool {
 	return slices.Contains(a.Tools, tool)
 }
 
+// CheckActor reports whether an agent may act for a call's user and org.
+// It returns the policy key that refuses (rule, e.g.
+// "agents.support-bot.users" or "defaults.require_user") and a one-line
+// reason, or two empty strings when the call may go on. An agent not listed
+// under agents:, or listed without users: and orgs:, may act for anyone.
+//
+// The pins close the "invented users" bypass of per-user rate limits: user
+// and org come from the agent, so without a pin an agent can spread its
+// traffic over as many users as it likes. Matching is exact and
+// case-sensitive ("Alice" is not "alice"); * in an entry is any run of
+// characters. EvaluateContext calls it; the broker may also call it before
+// it reserves rate-limit budget, so that invented users create no buckets.
+func (p *Policy) CheckActor(agent, user, org string) (rule, reason string) {
+	if p == nil {
+		return "", ""
+	}
+	if a := p.Agents[agent]; a != nil {
+		if a.Users != nil && (user == "" || !matchAny(a.Users, user)) {
+			return actorDenial(agent, "user", user)
+		}
+		if a.Orgs != nil && (org == "" || !matchAny(a.Orgs, org)) {
+			return actorDenial(agent, "org", org)
+		}
+	}
+	if p.Defaults.RequireUser && user == "" {
+		rule = "defaults.require_user"
+		return rule, fmt.Sprintf("the call names no user, and every call must (policy %s)", rule)
+	}
+	return "", ""
+}
+
+// actorDenial builds CheckActor's answer when agent's users: or orgs: pin
+// (what is "user" or "org") refuses value.
+func actorDenial(agent, what, value string) (rule, reason string) {
+	rule = "agents." + agent + "." + what + "s"
+	if value == "" {
+		return rule, fmt.Sprintf("agent %s must name the %s it acts for; the call names none (policy %s)", quoteName(agent), what, rule)
+	}
+	return rule, fmt.Sprintf("agent %s may not act for %s %s (policy %s)", quoteName(agent), what, quoteShort(value), rule)
+}
+
+// matchAny reports whether s matches one of the patterns (see globMatch).
+func matchAny(patterns []string, s string) bool {
+	for _, pat := range patterns {
+		if globMatch(pat, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// globMatch matches s against pat, where * is any run of characters
+// (possibly none) and every other byte stands for itself. It runs in
+// O(len(pat)·len(s)) at worst and does not allocate.
+func globMatch(pat, s string) bool {
+	head, rest, found := strings.Cut(pat, "*")
+	if !found {
+		return pat == s
+	}
+	if !strings.HasPrefix(s, head) {
+		return false
+	}
+	s = s[len(head):]
+	for {
+		part, more, found := strings.Cut(rest, "*")
+		if !found { // the last part: it must end s
+			return strings.HasSuffix(s, part)
+		}
+		// A middle part: its leftmost occurrence leaves the most room for
+		// the parts after it.
+		i := strings.Index(s, part)
+		if i < 0 {
+			return false
+		}
+		s, rest = s[i+len(part):], more
+	}
+}
+
 // Result is the policy's answer for one call.
 type Result struct {
 	Tier airlock.Tier // final tier after rules (deny when denied)
 	// Denied is set for a deny-tier tool, a rule raising to deny, an unknown
-	// tool, a manifest or a scope violation: nobody can override it.
+	// tool, a manifest, user/org pin or scope violation: nobody can override it.
 	Denied bool
 	// Reason is one line a person can read, e.g. "delete_record is a
 	// deny-tier tool" or "sensitive path (rule 0)".
 	Reason string
 	// Rule names the rule that set the tier (or, when none raised it, the
-	// first that matched), e.g. "tools.read_file.rules[0]"; empty if none.
+	// first that matched), e.g. "tools.read_file.rules[0]", or the pin that
+	// denied the call, e.g. "agents.support-bot.users"; empty if none.
 	Rule string
 	// Factors are the risk points of the matching rules: Name "policy_rule",
 	// Points the rule's risk, Detail its reason.
@@ -101,7 +180,9 @@ func (p *Policy) Evaluate(call *airlock.ToolCall) Result {
 // EvaluateContext decides a call's tier, in this order:
 //
 //  1. validate: a nil call or one without a tool is denied;
-//  2. manifest: an agent listed under agents: may call only its tools;
+//  2. manifest: an agent listed under agents: may call only its tools, and,
+//     when its entry pins users: or orgs:, act only for those (see
+//     CheckActor); with defaults.require_user a call must name a user;
 //  3. tool: a tool not in the policy is denied, a deny-tier tool is denied;
 //  4. rules: every rule is evaluated; each match raises the tier to its own
 //     (never lowers it) and adds its risk points; a rule that cannot be
@@ -119,6 +200,11 @@ func (p *Policy) EvaluateContext(ctx context.Context, call *airlock.ToolCall) Re
 	}
 	if a := p.Agents[call.Agent]; a != nil && !a.allows(call.Tool) {
 		return deny(p.Tools[call.Tool], fmt.Sprintf("tool %s is not in agent %s's manifest", quoteName(call.Tool), quoteName(call.Agent)))
+	}
+	if rule, reason := p.CheckActor(call.Agent, call.User, call.Org); rule != "" {
+		r := deny(p.Tools[call.Tool], reason)
+		r.Rule = rule
+		return r
 	}
 	t := p.Tools[call.Tool]
 	if t == nil {

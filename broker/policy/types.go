@@ -36,6 +36,8 @@ type Policy struct {
 type Defaults struct {
 	UnknownTool airlock.Tier  // always deny; any other value is refused at load
 	PendingTTL  time.Duration // how long a call may wait for a human (default 10m)
+	// RequireUser denies every call that names no user (defaults.require_user).
+	RequireUser bool
 }
 
 // Tool is one tool's entry.
@@ -74,10 +76,17 @@ type Rule struct {
 	matchReason string    // "Reason (rule N)"
 }
 
-// Agent is an agent's tool manifest: the only tools it may call.
+// Agent is an agent's tool manifest: the only tools it may call, and,
+// when pinned, the only users and orgs it may act for.
 type Agent struct {
 	Name  string
 	Tools []string
+	// Users and Orgs pin whom the agent may act for: a call's user (org)
+	// must match one entry, exactly or as a glob where * is any run of
+	// characters. nil: no pin (any user or org, even none); empty and
+	// non-nil: the agent may act for nobody.
+	Users []string
+	Orgs  []string
 
 	set map[string]struct{} // Tools as a set, built at load
 }
