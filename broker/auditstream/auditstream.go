@@ -118,6 +118,16 @@ func (p *Publisher) Append(ctx context.Context, ev airlock.Event) (airlock.Recei
 
 // Writer applies the audit stream to a SQLite audit log while it holds the
 // writer lease.
+//
+// Every JetStream request the writer makes is bounded by its own short
+// deadline (apiTimeout, or a fraction of the lease TTL for the lease), never
+// by the long-lived context given to Run: a request sent into a cluster
+// while a node dies can go unanswered (a consumer placed on the dead peer,
+// a reply lost with its route), and nats.go applies its default timeout
+// only to a context without any deadline. The writer manages its own pull
+// consumer instead of an ordered one, whose internal re-creation retries
+// the same consumer name without a deadline and ignores the caller's
+// context.
 type Writer struct {
 	js     jetstream.JetStream
 	path   string
@@ -127,6 +137,19 @@ type Writer struct {
 	opts   []audit.Option
 	Events chan string // optional: "leader", "follower" transitions, for tests
 }
+
+// Timeouts of the writer's JetStream requests and pulls.
+const (
+	apiTimeout = 5 * time.Second // one API request (consumer create, bucket lookup, lease create)
+	pullExpiry = 5 * time.Second // one pull request
+	// pullHeartbeat is the idle heartbeat of the writer's pulls: a consumer
+	// lost with its node is noticed within two of them.
+	pullHeartbeat = time.Second
+	// firstWait bounds the wait for the first event of a batch; it
+	// outlasts two heartbeats, since nats.go checks them within one Next.
+	firstWait = 2500 * time.Millisecond
+	batchMax  = 500
+)
 
 // NewWriter prepares a writer for the audit database at path.
 func NewWriter(js jetstream.JetStream, path, name string, leaseTTL time.Duration, logger *slog.Logger, opts ...audit.Option) *Writer {
@@ -145,143 +168,165 @@ func (w *Writer) note(s string) {
 	}
 }
 
+// pause waits d or until ctx ends; it reports whether ctx is still live.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// errLeaseLost ends a lead when the lease could not be renewed in time.
+var errLeaseLost = errors.New("auditstream: lease lost")
+
 // Run campaigns for the lease and, while holding it, applies the stream.
-// It returns when ctx ends.
+// It returns nil when ctx ends, or an error if the lease bucket does not
+// exist (Setup was not run); transient failures are logged and retried.
 func (w *Writer) Run(ctx context.Context) error {
-	kv, err := w.js.KeyValue(ctx, LeaseBucket)
-	if err != nil {
-		return fmt.Errorf("auditstream: lease bucket: %w", err)
+	var kv jetstream.KeyValue
+	for kv == nil {
+		rctx, cancel := context.WithTimeout(ctx, apiTimeout)
+		b, err := w.js.KeyValue(rctx, LeaseBucket)
+		cancel()
+		switch {
+		case err == nil:
+			kv = b
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, jetstream.ErrBucketNotFound):
+			return fmt.Errorf("auditstream: lease bucket: %w", err)
+		default:
+			w.log.Warn("audit writer: lease bucket unavailable, retrying", "writer", w.name, "err", err)
+			pause(ctx, w.ttl/3)
+		}
 	}
 	for ctx.Err() == nil {
-		rev, err := kv.Create(ctx, LeaseKey, []byte(w.name))
+		sent := time.Now() // the lease lasts at least ttl from here
+		cctx, cancel := context.WithTimeout(ctx, min(apiTimeout, w.ttl))
+		rev, err := kv.Create(cctx, LeaseKey, []byte(w.name))
+		cancel()
 		if err != nil {
-			// Someone holds it; try again shortly (the lease expires by TTL).
-			select {
-			case <-ctx.Done():
-			case <-time.After(w.ttl / 3):
+			if !errors.Is(err, jetstream.ErrKeyExists) && ctx.Err() == nil {
+				w.log.Debug("audit writer: lease campaign failed", "writer", w.name, "err", err)
 			}
+			// Someone holds it; try again shortly (the lease expires by TTL).
+			pause(ctx, w.ttl/3)
 			continue
 		}
 		w.log.Info("audit writer: lease acquired", "writer", w.name)
 		w.note("leader")
-		err = w.lead(ctx, kv, rev)
+		err = w.lead(ctx, kv, rev, sent)
 		w.note("follower")
 		if err != nil && ctx.Err() == nil {
-			w.log.Error("audit writer: stepping down", "err", err)
+			w.log.Error("audit writer: stepping down", "writer", w.name, "err", err)
 		}
 	}
 	return nil
 }
 
-// lead holds the lease (renewing it) and applies events until the lease is
-// lost or ctx ends.
-func (w *Writer) lead(ctx context.Context, kv jetstream.KeyValue, rev uint64) error {
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	lost := make(chan error, 1)
-	var held atomic.Uint64 // the lease's revision, renewed below
-	held.Store(rev)
-	go func() {
-		t := time.NewTicker(w.ttl / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-lctx.Done():
-				return
-			case <-t.C:
-				nrev, err := kv.Update(lctx, LeaseKey, []byte(w.name), rev)
-				if err != nil {
-					w.log.Info("DBG renew failed", "writer", w.name, "err", err)
-					if lctx.Err() == nil {
-						lost <- fmt.Errorf("lease lost: %w", err)
-						cancel()
-					}
-					return
-				}
-				rev = nrev
-				held.Store(nrev)
-			}
+// renew keeps the lease: every ttl/3 it updates the key at the revision it
+// holds, each attempt bounded. A failed attempt is retried until two
+// thirds of the TTL have passed since the last renewal was sent; then the
+// lease counts as lost (ending lctx) while a third of the TTL is left
+// before another writer can take the key. A revision mismatch (the key
+// expired or was taken) ends it at once.
+func (w *Writer) renew(lctx context.Context, lose context.CancelCauseFunc, kv jetstream.KeyValue, held *atomic.Uint64, sent time.Time) {
+	every, retry := w.ttl/3, max(w.ttl/10, 10*time.Millisecond)
+	next := sent.Add(every)
+	for {
+		if !pause(lctx, time.Until(next)) {
+			return
 		}
-	}()
+		deadline := sent.Add(2 * w.ttl / 3)
+		attempt := time.Now()
+		if !attempt.Before(deadline) {
+			lose(fmt.Errorf("%w: not renewed within %v", errLeaseLost, 2*w.ttl/3))
+			return
+		}
+		rctx, cancel := context.WithDeadline(lctx, deadline)
+		nrev, err := kv.Update(rctx, LeaseKey, []byte(w.name), held.Load())
+		cancel()
+		switch {
+		case lctx.Err() != nil:
+			return
+		case err == nil:
+			held.Store(nrev)
+			sent, next = attempt, attempt.Add(every)
+		case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound):
+			lose(fmt.Errorf("%w: %w", errLeaseLost, err))
+			return
+		default:
+			w.log.Warn("audit writer: lease renewal failed, retrying", "writer", w.name, "err", err)
+			next = time.Now().Add(retry)
+		}
+	}
+}
+
+// lead holds the lease (renewing it) and applies events until the lease is
+// lost or ctx ends. sent is when the request that took the lease was sent.
+func (w *Writer) lead(ctx context.Context, kv jetstream.KeyValue, rev uint64, sent time.Time) error {
+	lctx, lose := context.WithCancelCause(ctx)
+	var held atomic.Uint64 // the lease's revision, renewed by renew
+	held.Store(rev)
+	renewed := make(chan struct{})
+	go func() { defer close(renewed); w.renew(lctx, lose, kv, &held, sent) }()
 	defer func() {
+		lose(nil)
+		<-renewed
 		// Give the lease up at once on a clean exit.
-		_ = kv.Delete(context.WithoutCancel(ctx), LeaseKey, jetstream.LastRevision(held.Load()))
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.ttl/3)
+		_ = kv.Delete(dctx, LeaseKey, jetstream.LastRevision(held.Load()))
+		cancel()
 	}()
+	// stopped reports why the lead ends (nil when ctx ended).
+	stopped := func() error {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return context.Cause(lctx)
+	}
 
 	lg, err := audit.Open(w.path, w.opts...)
 	if err != nil {
 		return err
 	}
 	defer lg.Close(context.WithoutCancel(ctx))
-	head, _ := lg.Head()
-	stream, err := w.js.Stream(lctx, StreamName)
-	if err != nil {
-		return err
-	}
-	cons, err := stream.OrderedConsumer(lctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: uint64(head) + 1,
-	})
-	if err != nil {
-		return err
-	}
-	// One ordered consumer for the whole lease: it resets itself when its
-	// node fails. (FetchNoWait on an ordered consumer would re-create it on
-	// every poll, a consumer assignment through the meta leader each time,
-	// which on a cluster fails with "no responders" and livelocks.)
-	// Short pulls with frequent heartbeats: when the node serving the
-	// consumer dies, the missing heartbeats reset it within seconds.
-	it, err := cons.Messages(jetstream.PullMaxMessages(500), jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
-	if err != nil {
-		return err
-	}
-	defer it.Stop()
-	for {
-		select {
-		case err := <-lost:
-			return err
-		default:
-		}
-		if lctx.Err() != nil {
-			return nil
-		}
-		var evs []airlock.Event
-		var seqs []uint64
-		// Wait for the first event, then take what is already there. The
-		// first wait outlasts two heartbeats: nats.go notices a consumer
-		// that died with its node (and re-creates it) only within one Next.
-		wait := 2500 * time.Millisecond
-		for len(evs) < 500 {
-			nctx, ncancel := context.WithTimeout(lctx, wait)
-			t0 := time.Now()
-			m, err := it.Next(jetstream.NextContext(nctx))
-			ncancel()
-			if err != nil && len(evs) == 0 {
-				w.log.Info("DBG next", "writer", w.name, "err", err, "took", time.Since(t0))
+
+	var c *reader
+	defer func() { c.close() }()
+	for lctx.Err() == nil {
+		if c == nil {
+			head, _ := lg.Head()
+			if c, err = w.open(lctx, uint64(head)+1); err != nil {
+				if lctx.Err() != nil {
+					break
+				}
+				w.log.Warn("audit writer: cannot create the stream consumer, retrying", "writer", w.name, "from", head+1, "err", err)
+				pause(lctx, w.ttl/3)
+				continue
 			}
-			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		}
+		evs, seqs, err := c.batch(lctx)
+		if err != nil {
+			if lctx.Err() != nil {
 				break
 			}
-			if err != nil {
-				if lctx.Err() != nil {
-					return nil
-				}
-				return err
-			}
-			meta, err := m.Metadata()
-			if err != nil {
-				return err
-			}
-			ts, _ := time.Parse(time.RFC3339Nano, m.Headers().Get(hdrTS))
-			evs = append(evs, airlock.Event{Kind: m.Headers().Get(hdrKind), CallID: m.Headers().Get(hdrCallID), TS: ts,
-				Payload: json.RawMessage(m.Data())})
-			seqs = append(seqs, meta.Sequence.Stream)
-			wait = 2 * time.Millisecond
+			// The consumer is gone (its node died, the connection
+			// reconnected elsewhere, it was deleted): start a new one
+			// after the last applied event.
+			w.log.Warn("audit writer: stream consumer lost, re-creating it", "writer", w.name, "err", err)
+			c.close()
+			c = nil
 		}
 		if len(evs) == 0 {
 			continue
 		}
-		// Skip what is already applied; refuse a gap.
-		head, _ = lg.Head()
+		// Skip what is already applied; apply only a contiguous run.
+		head, _ := lg.Head()
 		start := 0
 		for start < len(seqs) && int64(seqs[start]) <= head {
 			start++
@@ -291,10 +336,34 @@ func (w *Writer) lead(ctx context.Context, kv jetstream.KeyValue, rev uint64) er
 			continue
 		}
 		if int64(seqs[0]) != head+1 {
-			return fmt.Errorf("auditstream: gap: the log ends at %d but the stream continues at %d", head, seqs[0])
+			if c != nil && c.fresh(head) {
+				// A consumer created at head+1 began further on: the
+				// stream itself lacks the events in between.
+				return fmt.Errorf("auditstream: gap: the log ends at %d but the stream continues at %d", head, seqs[0])
+			}
+			// A delivery was lost on the way: read again from the head.
+			w.log.Warn("audit writer: out-of-order delivery, re-reading", "writer", w.name, "head", head, "got", seqs[0])
+			c.close()
+			c = nil
+			continue
 		}
-		rcpts, err := lg.AppendOrdered(lctx, evs)
+		n := 1
+		for n < len(seqs) && seqs[n] == seqs[n-1]+1 {
+			n++
+		}
+		if n < len(seqs) {
+			w.log.Warn("audit writer: out-of-order delivery, re-reading", "writer", w.name, "after", seqs[n-1], "got", seqs[n])
+			c.close()
+			c = nil
+		}
+		if err := lctx.Err(); err != nil {
+			break // the lease lapsed while these were read: leave them to the next writer
+		}
+		rcpts, err := lg.AppendOrdered(lctx, evs[:n])
 		if err != nil {
+			if lctx.Err() != nil {
+				break
+			}
 			return fmt.Errorf("auditstream: apply: %w", err)
 		}
 		for i, r := range rcpts {
@@ -302,5 +371,103 @@ func (w *Writer) lead(ctx context.Context, kv jetstream.KeyValue, rev uint64) er
 				return fmt.Errorf("auditstream: stream sequence %d landed as seq %d", seqs[i], r.Seq)
 			}
 		}
+		if c != nil {
+			c.applied = true
+		}
 	}
+	return stopped()
+}
+
+// reader is one pull consumer of the audit stream, from a start sequence.
+type reader struct {
+	w       *Writer
+	name    string
+	start   uint64
+	it      jetstream.MessagesContext
+	applied bool // some of its events were applied
+}
+
+// open creates an in-memory, single-replica pull consumer delivering the
+// stream from seq on, under a fresh name (so a retry after a create that
+// went unanswered is a new placement, not the same stuck one). Unused
+// consumers are removed by the server after InactiveThreshold.
+func (w *Writer) open(ctx context.Context, seq uint64) (*reader, error) {
+	name := "airlock_audit_" + ulid.Make().String()
+	cctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	cons, err := w.js.CreateConsumer(cctx, StreamName, jetstream.ConsumerConfig{
+		Name:              name,
+		Description:       "airlock audit writer " + w.name,
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       seq,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: 30 * time.Second,
+		Replicas:          1,
+		MemoryStorage:     true,
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			w.remove(name) // it may exist although the reply was lost
+		}
+		return nil, fmt.Errorf("auditstream: consumer: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(batchMax), jetstream.PullExpiry(pullExpiry),
+		jetstream.PullHeartbeat(pullHeartbeat), jetstream.WithMessagesErrOnMissingHeartbeat(true))
+	if err != nil {
+		w.remove(name)
+		return nil, fmt.Errorf("auditstream: consumer: %w", err)
+	}
+	return &reader{w: w, name: name, start: seq, it: it}, nil
+}
+
+// remove deletes a consumer in the background, best effort, bounded.
+func (w *Writer) remove(name string) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+		defer cancel()
+		_ = w.js.DeleteConsumer(ctx, StreamName, name)
+	}()
+}
+
+func (r *reader) close() {
+	if r == nil {
+		return
+	}
+	r.it.Stop()
+	r.w.remove(r.name)
+}
+
+// fresh reports whether the consumer was created right after head and
+// nothing it delivered was applied yet: its first event is the stream's
+// next one after head.
+func (r *reader) fresh(head int64) bool { return !r.applied && r.start == uint64(head)+1 }
+
+// batch waits up to firstWait for an event, then takes what is already
+// there (up to batchMax). It returns the events read so far with an error
+// when the consumer failed (a missing heartbeat, a deleted consumer).
+func (r *reader) batch(ctx context.Context) ([]airlock.Event, []uint64, error) {
+	var evs []airlock.Event
+	var seqs []uint64
+	wait := firstWait
+	for len(evs) < batchMax {
+		nctx, cancel := context.WithTimeout(ctx, wait)
+		m, err := r.it.Next(jetstream.NextContext(nctx))
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+				return evs, seqs, nil
+			}
+			return evs, seqs, err
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return evs, seqs, err
+		}
+		ts, _ := time.Parse(time.RFC3339Nano, m.Headers().Get(hdrTS))
+		evs = append(evs, airlock.Event{Kind: m.Headers().Get(hdrKind), CallID: m.Headers().Get(hdrCallID), TS: ts,
+			Payload: json.RawMessage(m.Data())})
+		seqs = append(seqs, meta.Sequence.Stream)
+		wait = 2 * time.Millisecond
+	}
+	return evs, seqs, nil
 }

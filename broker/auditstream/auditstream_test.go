@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,5 +102,169 @@ func TestWriterTakeover(t *testing.T) {
 			t.Fatalf("the log never reached 400 events")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startServer runs an embedded JetStream server with the audit stream set
+// up, and returns a connection to it.
+func startServer(t *testing.T, ttl time.Duration) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	srv, err := broker.StartEmbedded(broker.EmbeddedOptions{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(t.TempDir(), "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := auditstream.Setup(ctx, js, 1, ttl); err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// publish appends events c<from>..c<from+n-1>.
+func publish(t *testing.T, js jetstream.JetStream, from, n int) {
+	t.Helper()
+	pub := auditstream.NewPublisher(js)
+	for i := from; i < from+n; i++ {
+		id := fmt.Sprintf("c%04d", i)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := pub.Append(ctx, airlock.Event{Kind: airlock.EventDecision, CallID: id, TS: time.Now(),
+			Payload: airlock.DecisionRecord{Call: airlock.ToolCall{ID: id, Agent: "a", Tool: "t"},
+				Decision: airlock.Decision{CallID: id, Verdict: airlock.VerdictApproved, DecidedBy: "policy"}}})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitLog polls the audit log until it holds want events (then verifies
+// the chain and that every call appears once) or the timeout passes.
+func waitLog(t *testing.T, path string, want int64, timeout time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(timeout)
+	var seq int64
+	for time.Now().Before(deadline) {
+		r, err := audit.OpenReadOnly(path)
+		if err == nil {
+			seq, _, _ = r.Head(ctx)
+			if seq >= want {
+				defer r.Close()
+				rep, err := audit.Verify(ctx, r, nil)
+				if err != nil || !rep.OK() {
+					t.Fatalf("verify: %+v %v", rep, err)
+				}
+				var n, distinct int64
+				if err := r.DB().QueryRow(`select count(*), count(distinct call_id) from events`).Scan(&n, &distinct); err != nil {
+					t.Fatal(err)
+				}
+				if n != want || distinct != want {
+					t.Fatalf("got %d events for %d calls, want %d and %d", n, distinct, want, want)
+				}
+				return
+			}
+			r.Close()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("got %d events in the log after %v, want %d", seq, timeout, want)
+}
+
+// TestWriterUnansweredConsumerCreate routes the writer's JetStream API
+// through a relay that swallows its first consumer create, as a cluster
+// does when it places the consumer on a node that just died. Run's context
+// carries a far deadline (as a caller's often does), so nats.go adds no
+// default timeout of its own: the writer must bound the request itself and
+// retry, not wait for that deadline.
+func TestWriterUnansweredConsumerCreate(t *testing.T) {
+	ttl := 1500 * time.Millisecond
+	nc, js := startServer(t, ttl)
+	const prefix = "relay."
+	var swallowed atomic.Int32
+	relay, err := nc.Subscribe(prefix+">", func(m *nats.Msg) {
+		rest := strings.TrimPrefix(m.Subject, prefix)
+		if strings.HasPrefix(rest, "CONSUMER.CREATE.") && swallowed.Add(1) == 1 {
+			return // never answered
+		}
+		subj := "$JS.API." + rest
+		if strings.HasPrefix(rest, "$KV.") {
+			subj = rest // KV puts carry the API prefix too
+		}
+		_ = nc.PublishMsg(&nats.Msg{Subject: subj, Reply: m.Reply, Header: m.Header, Data: m.Data})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Unsubscribe()
+	relayed, err := jetstream.NewWithAPIPrefix(nc, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbPath := audit.PathIn(t.TempDir())
+	w := auditstream.NewWriter(relayed, dbPath, "w1", ttl, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	publish(t, js, 0, 20)
+	waitLog(t, dbPath, 20, 15*time.Second)
+	if got := swallowed.Load(); got < 2 {
+		t.Fatalf("got %d consumer creates, want at least 2 (the first one swallowed)", got)
+	}
+}
+
+// TestWriterReplacesLostConsumer deletes the writer's consumer under it
+// (as when its node dies): the writer creates a new one after the last
+// applied event and the log completes without gap or duplicate.
+func TestWriterReplacesLostConsumer(t *testing.T) {
+	ttl := 1500 * time.Millisecond
+	_, js := startServer(t, ttl)
+	dbPath := audit.PathIn(t.TempDir())
+	w := auditstream.NewWriter(js, dbPath, "w1", ttl, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	publish(t, js, 0, 30)
+	waitLog(t, dbPath, 30, 15*time.Second)
+	names := func() []string {
+		s, err := js.Stream(context.Background(), auditstream.StreamName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ns []string
+		l := s.ConsumerNames(context.Background())
+		for n := range l.Name() {
+			ns = append(ns, n)
+		}
+		if err := l.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return ns
+	}
+	before := names()
+	if len(before) != 1 {
+		t.Fatalf("got consumers %v, want one", before)
+	}
+	if err := js.DeleteConsumer(context.Background(), auditstream.StreamName, before[0]); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, js, 30, 30)
+	waitLog(t, dbPath, 60, 15*time.Second)
+	if after := names(); len(after) != 1 || after[0] == before[0] {
+		t.Fatalf("got consumers %v after deleting %s, want one new one", after, before[0])
 	}
 }

@@ -25,10 +25,18 @@ import (
 // different nodes, events are published through a third, the elected
 // writer applies all of them, and after the writer's node is killed the
 // log still completes without gap or duplicate.
+//
+// The writers run under a context with a deadline, as a caller's often
+// has: nats.go then adds no default timeout to their JetStream requests,
+// so a request left unanswered by the dying node (a consumer placed on
+// it) stalled the new writer until that deadline, unless the writer
+// bounds each request itself. The log must complete within
+// takeoverTimeout of the kill.
 func TestAuditStreamOnCluster(t *testing.T) {
 	testenv.Chaos(t)
+	const takeoverTimeout = 20 * time.Second
 	c := fleettest.Start(t, 3)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	jsOn := func(i int) jetstream.JetStream {
 		js, err := jetstream.New(c.ConnectTo(t, c.URLs()))
@@ -48,12 +56,14 @@ func TestAuditStreamOnCluster(t *testing.T) {
 	var events [2]chan string
 	var logBuf syncBuffer
 	defer func() {
+		t.Logf("writers' log:\n%s", logBuf.String())
 		if t.Failed() {
-			t.Logf("writers' log:\n%s", logBuf.String())
+			t.Logf("nodes' logs:\n%s", c.Logs())
 		}
 	}()
+	logger := slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	for i := range 2 {
-		w := auditstream.NewWriter(jsOn(-1), dbPath, fmt.Sprintf("w%d", i), ttl, slog.New(slog.NewTextHandler(&logBuf, nil)))
+		w := auditstream.NewWriter(jsOn(-1), dbPath, fmt.Sprintf("w%d", i), ttl, logger)
 		events[i] = make(chan string, 64)
 		w.Events = events[i]
 		wctx, stop := context.WithCancel(ctx)
@@ -90,9 +100,14 @@ func TestAuditStreamOnCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	killed := time.Now()
+	logger.Info("test: killing the audit stream's leader", "node", leader)
 	c.Kill(c.Index(leader))
 	appendN(100, 100)
-	waitHead(t, ctx, dbPath, 200, events)
+	tctx, tcancel := context.WithDeadline(ctx, killed.Add(takeoverTimeout))
+	defer tcancel()
+	waitHead(t, tctx, dbPath, 200, events)
+	t.Logf("the log was complete %v after the kill", time.Since(killed).Round(10*time.Millisecond))
 	r, err := audit.OpenReadOnly(dbPath)
 	if err != nil {
 		t.Fatal(err)
