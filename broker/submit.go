@@ -57,7 +57,7 @@ func (b *Broker) Submit(ctx context.Context, agent string, body []byte) (airlock
 	// "evaluating" claim in this broker's name is nobody's work any more
 	// (a claim whose write timed out yet landed, say).
 	if _, busy := b.handling.LoadOrStore(call.ID, struct{}{}); busy {
-		return b.wait(ctx, call.ID)
+		return b.waitBehind(ctx, call.ID)
 	}
 	defer b.handling.Delete(call.ID)
 	fp := fingerprint(call)
@@ -289,6 +289,28 @@ func (b *Broker) hold(ctx context.Context, call *airlock.ToolCall, rev uint64, d
 		return b.finishUnrecorded(ctx, call, rev, b.failClosed(call, ReasonStateUnavailable, err))
 	}
 	return b.wait(ctx, call.ID)
+}
+
+// waitBehind is wait for a duplicate of a call another Submit in this
+// process is handling: until that handler lets go, a missing record means
+// it is not written yet (or is being forgotten), not that it is gone.
+func (b *Broker) waitBehind(ctx context.Context, id string) (airlock.Decision, bool) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, held := b.handling.Load(id); !held {
+			break
+		}
+		if _, _, found, err := b.st.get(ctx, id); err == nil && found {
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return airlock.Decision{}, false
+		}
+	}
+	return b.wait(ctx, id)
 }
 
 // wait blocks until the call has a final decision (from any broker).
