@@ -126,6 +126,15 @@ func (b *Broker) evaluate(ctx context.Context, call *airlock.ToolCall, rev uint6
 	d := airlock.Decision{CallID: call.ID}
 	rec := airlock.DecisionRecord{Call: *call, PolicyVersion: pol.Digest}
 
+	// An agent acting for a user or org its policy entry does not pin is
+	// denied before any budget is reserved: invented users get no buckets.
+	if rule, reason := pol.CheckActor(call.Agent, call.User, call.Org); reason != "" {
+		rec.Rule = rule
+		d.Verdict, d.DecidedBy, d.Tier, d.Reason = airlock.VerdictDenied, "policy", airlock.TierDeny, reason
+		d.Risk = airlock.Risk{Band: airlock.BandLow, Factors: []airlock.Factor{}}
+		return b.finalize(ctx, call, rev, d, rec, nil), true
+	}
+
 	// Rate limits first: a refused call costs nothing further.
 	var pressure *airlock.Factor
 	if lim := b.cfg.Limiter; lim != nil {

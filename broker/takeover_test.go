@@ -168,3 +168,39 @@ func TestRunResultAuditedThroughAnOutage(t *testing.T) {
 		t.Fatalf("the auditor still had %d failures to give: the outage was not exercised", left+1)
 	}
 }
+
+// TestPinnedAgentCannotInventUsers: an agent pinned to users under
+// `agents:` is denied for anyone else before rate-limit budget is taken,
+// so inventing users neither gets calls through nor buys fresh budgets.
+func TestPinnedAgentCannotInventUsers(t *testing.T) {
+	pol := strings.Replace(testPolicy, "  support-bot: {tools: [search_faq, create_ticket]}",
+		"  support-bot: {tools: [search_faq, create_ticket], users: [alice]}", 1) +
+		"limits:\n  - {scope: user, requests_per_minute: 1}\n"
+	h := startHarness(t, pol)
+	c := call("pin1", "support-bot", "search_faq", map[string]any{"q": "refunds"})
+	c.User = "alice"
+	if d := h.submit(c); d.Verdict != airlock.VerdictApproved {
+		t.Fatalf("alice's first call: %s %q, want approved", d.Verdict, d.Reason)
+	}
+	for i := range 3 {
+		c := call(fmt.Sprintf("pin-mallory%d", i), "support-bot", "search_faq", map[string]any{"q": "refunds"})
+		c.User = fmt.Sprintf("mallory%d", i)
+		d := h.submit(c)
+		if d.Verdict != airlock.VerdictDenied || d.DecidedBy != "policy" || !strings.Contains(d.Reason, "may not act for user") {
+			t.Fatalf("call for an invented user: %s by %s %q, want denied by policy", d.Verdict, d.DecidedBy, d.Reason)
+		}
+	}
+	// Everything with activity: alice's budget only, no invented user's.
+	m, err := h.nc.Request("airlock.admin.limits", []byte(`{}`), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(m.Data), "mallory") || !strings.Contains(string(m.Data), `"alice"`) {
+		t.Fatalf("usage %s: want alice's budget and no invented user's", m.Data)
+	}
+	c = call("pin2", "support-bot", "search_faq", map[string]any{"q": "refunds"})
+	c.User = "alice"
+	if d := h.submit(c); d.Verdict != airlock.VerdictRateLimited {
+		t.Fatalf("alice's second call in the minute: %s %q, want rate_limited", d.Verdict, d.Reason)
+	}
+}
