@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -40,7 +42,7 @@ func (b *Broker) execute(ctx context.Context, call *airlock.ToolCall, rev uint64
 		d.Execution = ex
 		b.cfg.Metrics.SandboxRun(ex.Backend, ex.LimitHit, b.now().Sub(start))
 		if _, err := b.appendPersistent(ctx, airlock.Event{Kind: airlock.EventExecution, CallID: call.ID, TS: b.now().UTC(),
-			Payload: airlock.ExecRecord{CallID: call.ID, Profile: profile, Execution: ex}, Key: "execution:" + call.ID}); err != nil {
+			Payload: airlock.ExecRecord{CallID: call.ID, Profile: profile, Execution: ex}}); err != nil {
 			b.log.Error("audit execution", "call", call.ID, "err", err)
 			ex.Error = joinErr(ex.Error, "the run's result could not be audited")
 		}
@@ -100,9 +102,16 @@ func (b *Broker) execute(ctx context.Context, call *airlock.ToolCall, rev uint64
 // (a run's result): there is no failing closed left to do, so a failed
 // append is tried again for a while (a leader election in the fleet's
 // audit stream lasts seconds) before the result is given up as unaudited.
-// The event's Key makes a retry whose first attempt landed count once.
+// The event's Key (its kind, call and content) makes a retry whose first
+// attempt landed count once, where the log can tell.
 func (b *Broker) appendPersistent(ctx context.Context, ev airlock.Event) (airlock.Receipt, error) {
 	ctx = context.WithoutCancel(ctx)
+	if ev.Key == "" {
+		if data, err := airlock.CanonicalJSON(ev.Payload); err == nil {
+			sum := sha256.Sum256(data)
+			ev.Key = ev.Kind + ":" + ev.CallID + ":" + hex.EncodeToString(sum[:12])
+		}
+	}
 	deadline := time.Now().Add(persistFor)
 	wait := 100 * time.Millisecond
 	for {
@@ -166,7 +175,7 @@ func (b *Broker) interrupt(ctx context.Context, id string, rec callRecord, rev u
 		Error: fmt.Sprintf("the broker running this call (%s) stopped mid-run at %s; it is not run again", rec.ClaimedBy, rec.ClaimedAt.UTC().Format(time.RFC3339))}
 	d.Execution = ex
 	if _, err := b.appendPersistent(ctx, airlock.Event{Kind: airlock.EventExecution, CallID: id, TS: b.now().UTC(),
-		Payload: airlock.ExecRecord{CallID: id, Execution: ex}, Key: "execution:" + id}); err != nil {
+		Payload: airlock.ExecRecord{CallID: id, Execution: ex}}); err != nil {
 		b.log.Error("audit interrupted run", "call", id, "err", err)
 		return
 	}

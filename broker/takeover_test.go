@@ -10,11 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/airlock/airlock"
 	"github.com/airlock/airlock/audit"
 	"github.com/airlock/airlock/broker"
+	"github.com/airlock/airlock/broker/auditstream"
 	"github.com/airlock/airlock/sandbox"
 )
 
@@ -22,10 +24,25 @@ import (
 // leaves behind (a call record "evaluating", claimed by it, and perhaps a
 // decision already in the audit log) and submits the call again, as its
 // agent's retry does, to the broker restarted under the same name: the
-// claim is taken over at once, not after evaluatingTimeout. The decision already audited stands and is never made
-// twice; an approved sandboxed call whose run never started is recorded
-// interrupted and not run; a call with nothing audited is decided afresh.
+// claim is taken over at once, not after evaluatingTimeout. The decision
+// already audited stands and is never made twice; an approved sandboxed
+// call whose run never started is recorded interrupted and not run; a call
+// with nothing audited is decided afresh. Both audit logs: the embedded
+// SQLite log and the fleet's audit stream.
 func TestTakeoverOfADeadBrokersCall(t *testing.T) {
+	for _, mode := range []string{"sqlite", "stream"} {
+		t.Run(mode, func(t *testing.T) { testTakeover(t, mode) })
+	}
+}
+
+// takeoverAudit is what the test needs from either audit log.
+type takeoverAudit struct {
+	auditor    airlock.Auditor
+	decisions  func(id string) int // decision events for the call
+	executions func(id string) int // execution events for the call
+}
+
+func testTakeover(t *testing.T, mode string) {
 	ws := t.TempDir()
 	pol := strings.Replace(testPolicy, "tools:\n", fmt.Sprintf(`tools:
   run_shell:
@@ -34,17 +51,70 @@ func TestTakeoverOfADeadBrokersCall(t *testing.T) {
 `, ws), 1)
 	h := startHarness(t, testPolicy)
 	h.stopBroker()
+	nc, err := nats.Connect(h.srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var al takeoverAudit
+	switch mode {
+	case "sqlite":
+		count := func(kind, id string) int {
+			var n int
+			if err := h.db().QueryRow(`select count(*) from events where kind = ? and call_id = ?`, kind, id).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		al = takeoverAudit{
+			decisions:  func(id string) int { return count(airlock.EventDecision, id) },
+			executions: func(id string) int { return count(airlock.EventExecution, id) },
+		}
+	case "stream":
+		if err := auditstream.Setup(t.Context(), js, 1, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		pub := auditstream.NewPublisher(js)
+		// count reads the whole (small) stream.
+		count := func(kind, id string) int {
+			st, err := js.Stream(t.Context(), auditstream.StreamName)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := st.Info(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
+				m, err := st.GetMsg(t.Context(), seq)
+				if err == nil && m.Header.Get("Airlock-Kind") == kind && m.Header.Get("Airlock-Call") == id {
+					n++
+				}
+			}
+			return n
+		}
+		al = takeoverAudit{
+			auditor:    pub,
+			decisions:  func(id string) int { return count(airlock.EventDecision, id) },
+			executions: func(id string) int { return count(airlock.EventExecution, id) },
+		}
+	}
 	var runs atomic.Int32
 	h.bootWith(pol, func(c *broker.Config) {
+		if al.auditor != nil {
+			c.Audit = al.auditor
+		}
+		al.auditor = c.Audit
 		c.Sandbox = func(backend string) (sandbox.Runner, error) {
 			runs.Add(1)
 			return nil, fmt.Errorf("no run expected in this test")
 		}
 	})
-	js, err := jetstream.New(h.nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	calls, err := js.KeyValue(context.Background(), "airlock_calls")
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +135,7 @@ func TestTakeoverOfADeadBrokersCall(t *testing.T) {
 			t.Fatal(err)
 		}
 		if audited != nil {
-			if _, err := h.log.Append(context.Background(), airlock.Event{Kind: airlock.EventDecision, CallID: c.ID, TS: time.Now(),
+			if _, err := al.auditor.Append(context.Background(), airlock.Event{Kind: airlock.EventDecision, CallID: c.ID, TS: time.Now(),
 				Payload: airlock.DecisionRecord{Call: *dc, Decision: *audited}}); err != nil {
 				t.Fatal(err)
 			}
@@ -83,8 +153,8 @@ func TestTakeoverOfADeadBrokersCall(t *testing.T) {
 		if d.Verdict != airlock.VerdictApproved || d.Reason != "decided by the dead broker" || d.AuditSeq == 0 {
 			t.Fatalf("got %+v, want the dead broker's audited approval", d)
 		}
-		if rows := h.decisionRows(c.ID); len(rows) != 1 {
-			t.Fatalf("decision events %v, want exactly the one audited before the takeover", rows)
+		if n := al.decisions(c.ID); n != 1 {
+			t.Fatalf("%d decision events, want exactly the one audited before the takeover", n)
 		}
 	})
 	t.Run("audited-sandboxed-approval-is-interrupted", func(t *testing.T) {
@@ -94,12 +164,11 @@ func TestTakeoverOfADeadBrokersCall(t *testing.T) {
 		if d.Verdict != airlock.VerdictApproved || d.Execution == nil || d.Execution.LimitHit != "interrupted" {
 			t.Fatalf("got %+v (execution %+v), want the approval with an interrupted execution", d, d.Execution)
 		}
-		if rows := h.decisionRows(c.ID); len(rows) != 1 {
-			t.Fatalf("decision events %v, want 1", rows)
+		if n := al.decisions(c.ID); n != 1 {
+			t.Fatalf("%d decision events, want 1", n)
 		}
-		var n int
-		if err := h.db().QueryRow(`select count(*) from executions where call_id = ?`, c.ID).Scan(&n); err != nil || n != 1 {
-			t.Fatalf("execution events %d (%v), want the interruption recorded once", n, err)
+		if n := al.executions(c.ID); n != 1 {
+			t.Fatalf("%d execution events, want the interruption recorded once", n)
 		}
 		if runs.Load() != 0 {
 			t.Fatalf("the sandbox was opened %d times, want never", runs.Load())
@@ -115,8 +184,8 @@ func TestTakeoverOfADeadBrokersCall(t *testing.T) {
 		if d.Verdict != airlock.VerdictApproved || d.DecidedBy != "policy" || d.Reason == "decided by the dead broker" {
 			t.Fatalf("got %+v, want a fresh policy approval", d)
 		}
-		if rows := h.decisionRows(c.ID); len(rows) != 1 {
-			t.Fatalf("decision events %v, want 1", rows)
+		if n := al.decisions(c.ID); n != 1 {
+			t.Fatalf("%d decision events, want 1", n)
 		}
 	})
 }

@@ -9,10 +9,13 @@ package auditstream
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,13 +27,24 @@ import (
 	"github.com/airlock/airlock/audit"
 )
 
-// Names of the stream, its subject and the lease.
+// Names of the stream, its subjects and the lease. Decision events go to
+// DecisionPrefix plus a digest of their call id, so that the last decision
+// audited for a call can be read back from the stream (LastDecision); every
+// other event goes to Subject.
 const (
-	StreamName  = "AIRLOCK_AUDIT"
-	Subject     = "airlock.audit.events"
-	LeaseBucket = "airlock_leases"
-	LeaseKey    = "audit-writer"
+	StreamName     = "AIRLOCK_AUDIT"
+	Subject        = "airlock.audit.events"
+	DecisionPrefix = "airlock.audit.decision."
+	LeaseBucket    = "airlock_leases"
+	LeaseKey       = "audit-writer"
 )
+
+// DecisionSubject is where a call's decision events go: call ids may hold
+// characters a subject token may not, so the token is a digest of the id.
+func DecisionSubject(callID string) string {
+	sum := sha256.Sum256([]byte(callID))
+	return DecisionPrefix + hex.EncodeToString(sum[:16])
+}
 
 // Header names on audit messages.
 const (
@@ -42,6 +56,9 @@ const (
 // Publisher is an airlock.Auditor that appends to the audit stream.
 type Publisher struct {
 	js jetstream.JetStream
+
+	mu     sync.Mutex
+	stream jetstream.Stream // bound on first LastDecision
 }
 
 // Setup creates (or updates) the audit stream and the lease bucket.
@@ -52,7 +69,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, replicas int, leaseTTL t
 	scfg := jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "airlock audit events, applied to SQLite by one writer",
-		Subjects:    []string{Subject},
+		Subjects:    []string{Subject, DecisionPrefix + "*"},
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
 		Retention:   jetstream.LimitsPolicy,
@@ -101,19 +118,68 @@ func (p *Publisher) Append(ctx context.Context, ev airlock.Event) (airlock.Recei
 	if ts.IsZero() {
 		ts = time.Now()
 	}
-	m := nats.NewMsg(Subject)
+	subject := Subject
+	if ev.Kind == airlock.EventDecision && ev.CallID != "" {
+		subject = DecisionSubject(ev.CallID)
+	}
+	m := nats.NewMsg(subject)
 	m.Data = payload
 	m.Header.Set(hdrKind, ev.Kind)
 	m.Header.Set(hdrCallID, ev.CallID)
 	m.Header.Set(hdrTS, ts.UTC().Format(time.RFC3339Nano))
 	// A message id makes a retried publish (nats.go retries when a leader
 	// election answers "no responders", and the first attempt may have been
-	// stored) land once: the stream drops duplicates within its window.
-	ack, err := p.js.PublishMsg(ctx, m, jetstream.WithMsgID(ulid.Make().String()))
+	// stored) land once: the stream drops duplicates within its window. An
+	// event with a Key keeps it as its id, so that the caller's own retry
+	// (a new Append) lands once too.
+	id := ev.Key
+	if id == "" {
+		id = ulid.Make().String()
+	}
+	ack, err := p.js.PublishMsg(ctx, m, jetstream.WithMsgID(id))
 	if err != nil {
 		return airlock.Receipt{}, fmt.Errorf("%w: audit stream: %w", audit.ErrUnavailable, err)
 	}
 	return airlock.Receipt{Seq: int64(ack.Sequence)}, nil
+}
+
+// LastDecision returns the last decision event the stream holds for a
+// call, or nil. A broker taking over a call whose previous owner died
+// between auditing its decision and recording it uses this to keep that
+// decision instead of deciding again. It reads from the stream's leader,
+// so an event acknowledged to the dead broker is seen.
+func (p *Publisher) LastDecision(ctx context.Context, callID string) (*airlock.Decision, error) {
+	st, err := p.boundStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := st.GetLastMsgForSubject(ctx, DecisionSubject(callID))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: audit stream: last decision of %s: %w", audit.ErrUnavailable, callID, err)
+	}
+	var rec airlock.DecisionRecord
+	if err := json.Unmarshal(msg.Data, &rec); err != nil {
+		return nil, fmt.Errorf("auditstream: last decision of %s: %w", callID, err)
+	}
+	rec.Decision.AuditSeq = int64(msg.Sequence)
+	return &rec.Decision, nil
+}
+
+func (p *Publisher) boundStream(ctx context.Context) (jetstream.Stream, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stream != nil {
+		return p.stream, nil
+	}
+	st, err := p.js.Stream(ctx, StreamName)
+	if err != nil {
+		return nil, fmt.Errorf("%w: audit stream: %w", audit.ErrUnavailable, err)
+	}
+	p.stream = st
+	return st, nil
 }
 
 // Writer applies the audit stream to a SQLite audit log while it holds the

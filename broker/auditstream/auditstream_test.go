@@ -268,3 +268,68 @@ func TestWriterReplacesLostConsumer(t *testing.T) {
 		t.Fatalf("got consumers %v after deleting %s, want one new one", after, before[0])
 	}
 }
+
+// TestPublisherLastDecision: the last decision audited for a call is read
+// back from the stream (what a broker taking over a dead broker's call
+// relies on), other events and other calls do not answer for it, and an
+// event appended twice under one Key is stored once.
+func TestPublisherLastDecision(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := broker.StartEmbedded(broker.EmbeddedOptions{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(dir, "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := t.Context()
+	if err := auditstream.Setup(ctx, js, 1, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	pub := auditstream.NewPublisher(js)
+	decide := func(id string, v airlock.Verdict) airlock.Receipt {
+		t.Helper()
+		r, err := pub.Append(ctx, airlock.Event{Kind: airlock.EventDecision, CallID: id, TS: time.Now(),
+			Payload: airlock.DecisionRecord{Call: airlock.ToolCall{ID: id, Agent: "a", Tool: "t", Arguments: map[string]any{}},
+				Decision: airlock.Decision{CallID: id, Verdict: v, DecidedBy: "policy"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if _, err := pub.Append(ctx, airlock.Event{Kind: airlock.EventPending, CallID: "c.1 weird/id", TS: time.Now(), Payload: map[string]any{"x": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := pub.LastDecision(ctx, "c.1 weird/id"); err != nil || d != nil {
+		t.Fatalf("before any decision: %+v %v, want nothing", d, err)
+	}
+	decide("c.1 weird/id", airlock.VerdictDenied)
+	want := decide("c.1 weird/id", airlock.VerdictApproved)
+	decide("c2", airlock.VerdictDenied)
+	d, err := pub.LastDecision(ctx, "c.1 weird/id")
+	if err != nil || d == nil || d.Verdict != airlock.VerdictApproved || d.AuditSeq != want.Seq {
+		t.Fatalf("got %+v %v, want the approval at seq %d", d, err, want.Seq)
+	}
+
+	ev := airlock.Event{Kind: airlock.EventExecution, CallID: "c2", TS: time.Now(), Payload: map[string]any{"exit": 0}, Key: "execution:c2:abc"}
+	r1, err := pub.Append(ctx, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := pub.Append(ctx, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := js.Stream(ctx, auditstream.StreamName)
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1.Seq != r2.Seq || info.State.Msgs != uint64(r1.Seq) {
+		t.Fatalf("appended twice under one key: seqs %d and %d, stream holds %d messages; want one", r1.Seq, r2.Seq, info.State.Msgs)
+	}
+}

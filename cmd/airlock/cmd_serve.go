@@ -367,7 +367,12 @@ func startServe(ctx context.Context, c serveConfig, logger *slog.Logger) (*servi
 		wctx, cancel := context.WithCancel(context.Background())
 		s.stopWriter = cancel
 		s.writerDone = make(chan struct{})
-		go func() { defer close(s.writerDone); _ = w.Run(wctx) }()
+		go func() {
+			defer close(s.writerDone)
+			if err := w.Run(wctx); err != nil {
+				logger.Error("audit writer stopped: this broker will not apply the audit stream", "err", err)
+			}
+		}()
 	}
 	if s.checkpoints != nil {
 		js, err := jetstream.New(s.nc)
