@@ -268,7 +268,7 @@ func (b *Broker) decideClaimed(ctx context.Context, call, effective *airlock.Too
 	d.DecidedAt = b.now().UTC()
 	drec.Call = *call
 	drec.Decision = d
-	receipt, err := b.cfg.Audit.Append(ctx, airlock.Event{Kind: airlock.EventDecision, CallID: call.ID, TS: d.DecidedAt, Payload: drec})
+	receipt, err := b.appendClaimed(ctx, airlock.Event{Kind: airlock.EventDecision, CallID: call.ID, TS: d.DecidedAt, Payload: drec}, rev)
 	if err != nil {
 		b.log.Error("audit decision", "call", call.ID, "err", err)
 		// Give the claim back so that the call can still be decided.

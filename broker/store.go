@@ -1,16 +1,17 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/airlock/airlock"
+	"github.com/airlock/airlock/internal/jsutil"
 )
 
 // Bucket names. Everything several brokers must share lives in JetStream.
@@ -103,16 +104,39 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int) (*stor
 	return &s, nil
 }
 
-// IsTransient reports a JetStream error worth retrying: a request that
-// timed out or found nobody to answer while a leader is being elected.
-func IsTransient(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
+// IsTransient reports a JetStream error worth retrying (jsutil.IsTransient).
+func IsTransient(err error) bool { return jsutil.IsTransient(err) }
+
+// transientBudget is how long a state operation rides through transient
+// JetStream errors (a stream's leader being elected after a node died
+// answers "no responders" or nothing for a second or two) before the
+// caller fails closed.
+const transientBudget = 6 * time.Second
+
+// retryTransient runs op until it succeeds, fails for good, or transient
+// errors outlast transientBudget. op must be safe to run again: the ops
+// below check, after a retry, whether an earlier attempt landed.
+func retryTransient(ctx context.Context, op func() error) error {
+	deadline := time.Now().Add(transientBudget)
+	wait := 50 * time.Millisecond
+	for {
+		err := op()
+		if !IsTransient(err) || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return err
+		}
+		wait = min(2*wait, 800*time.Millisecond)
+	}
 }
 
 // get returns the record and its revision; found is false when absent.
 func (s *store) get(ctx context.Context, id string) (rec callRecord, rev uint64, found bool, err error) {
-	e, err := s.calls.Get(ctx, id)
+	var e jetstream.KeyValueEntry
+	err = retryTransient(ctx, func() (err error) { e, err = s.calls.Get(ctx, id); return err })
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return rec, 0, false, nil
 	}
@@ -125,14 +149,37 @@ func (s *store) get(ctx context.Context, id string) (rec callRecord, rev uint64,
 	return rec, e.Revision(), true, nil
 }
 
+// landed reports whether the call record now holds exactly b, written by an
+// earlier attempt whose answer was lost (the write landed, the reply did
+// not), and at which revision.
+func (s *store) landed(ctx context.Context, id string, b []byte) (uint64, bool) {
+	e, err := s.calls.Get(ctx, id)
+	if err != nil || !bytes.Equal(e.Value(), b) {
+		return 0, false
+	}
+	return e.Revision(), true
+}
+
 // create stores a new record; created is false when the id already exists.
 func (s *store) create(ctx context.Context, id string, rec callRecord) (rev uint64, created bool, err error) {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return 0, false, err
 	}
-	rev, err = s.calls.Create(ctx, id, b)
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	retried := false
+	err = retryTransient(ctx, func() (err error) {
+		rev, err = s.calls.Create(ctx, id, b)
+		if retried && isRevisionMismatch(err) {
+			if r, ok := s.landed(ctx, id, b); ok {
+				rev, err = r, nil // our own earlier attempt created it
+			}
+		}
+		retried = true
+		return err
+	})
+	// Someone else created it first: ErrKeyExists, or on a replicated
+	// bucket while that write is still in flight, API error 10164.
+	if isRevisionMismatch(err) {
 		return 0, false, nil
 	}
 	if err != nil {
@@ -150,7 +197,18 @@ func (s *store) update(ctx context.Context, id string, rec callRecord, rev uint6
 	if err != nil {
 		return 0, err
 	}
-	nrev, err := s.calls.Update(ctx, id, b, rev)
+	var nrev uint64
+	retried := false
+	err = retryTransient(ctx, func() (err error) {
+		nrev, err = s.calls.Update(ctx, id, b, rev)
+		if retried && isRevisionMismatch(err) {
+			if r, ok := s.landed(ctx, id, b); ok {
+				nrev, err = r, nil
+			}
+		}
+		retried = true
+		return err
+	})
 	if isRevisionMismatch(err) {
 		return 0, errLostRace
 	}
@@ -163,7 +221,18 @@ func (s *store) update(ctx context.Context, id string, rec callRecord, rev uint6
 // remove forgets a record (used when a decision could not be audited, so
 // that a retry is evaluated afresh).
 func (s *store) remove(ctx context.Context, id string, rev uint64) error {
-	err := s.calls.Purge(ctx, id, jetstream.LastRevision(rev))
+	retried := false
+	err := retryTransient(ctx, func() error {
+		err := s.calls.Purge(ctx, id, jetstream.LastRevision(rev))
+		if retried && isRevisionMismatch(err) {
+			// Purged by the lost attempt: the record is gone.
+			if _, gerr := s.calls.Get(ctx, id); errors.Is(gerr, jetstream.ErrKeyNotFound) || errors.Is(gerr, jetstream.ErrKeyDeleted) {
+				return nil
+			}
+		}
+		retried = true
+		return err
+	})
 	if isRevisionMismatch(err) {
 		return errLostRace
 	}
@@ -192,7 +261,7 @@ func (s *store) putPending(ctx context.Context, p *airlock.Pending) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.pending.Put(ctx, p.Call.ID, b); err != nil {
+	if err := retryTransient(ctx, func() error { _, err := s.pending.Put(ctx, p.Call.ID, b); return err }); err != nil {
 		return fmt.Errorf("broker: queue call %s for review: %w", p.Call.ID, err)
 	}
 	return nil
@@ -211,7 +280,7 @@ func (s *store) getPending(ctx context.Context, id string) (*airlock.Pending, er
 }
 
 func (s *store) deletePending(ctx context.Context, id string) error {
-	err := s.pending.Delete(ctx, id)
+	err := retryTransient(ctx, func() error { return s.pending.Delete(ctx, id) })
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}

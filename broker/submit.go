@@ -283,7 +283,7 @@ func (b *Broker) hold(ctx context.Context, call *airlock.ToolCall, rev uint64, d
 	if tool != nil && tool.Sandbox != nil {
 		p.Sandbox = isolationSummary(tool.Sandbox)
 	}
-	if _, err := b.cfg.Audit.Append(ctx, airlock.Event{Kind: airlock.EventPending, CallID: call.ID, TS: now, Payload: airlock.PendingRecord{Pending: *p}}); err != nil {
+	if _, err := b.appendClaimed(ctx, airlock.Event{Kind: airlock.EventPending, CallID: call.ID, TS: now, Payload: airlock.PendingRecord{Pending: *p}}, rev); err != nil {
 		return b.finishUnrecorded(ctx, call, rev, b.failClosed(call, ReasonAuditUnavailable, err))
 	}
 	// Queue first, then mark the record pending: a broker dying in between
@@ -375,7 +375,7 @@ func (b *Broker) finalize(ctx context.Context, call *airlock.ToolCall, rev uint6
 	}
 	rec.Call = *call
 	rec.Decision = d
-	receipt, err := b.cfg.Audit.Append(ctx, airlock.Event{Kind: airlock.EventDecision, CallID: call.ID, TS: d.DecidedAt, Payload: rec})
+	receipt, err := b.appendClaimed(ctx, airlock.Event{Kind: airlock.EventDecision, CallID: call.ID, TS: d.DecidedAt, Payload: rec}, rev)
 	if err != nil {
 		out, _ := b.finishUnrecorded(ctx, call, rev, b.failClosed(call, ReasonAuditUnavailable, err))
 		return out
@@ -444,6 +444,20 @@ func (b *Broker) publishRecord(subject string, r airlock.DecisionRecord) {
 	if err := b.nc.Publish(subject, data); err != nil {
 		b.log.Warn("publish", "subject", subject, "err", err)
 	}
+}
+
+// appendClaimed appends an event for a call this broker holds the claim
+// on (the record at rev), riding through transient errors of the fleet's
+// audit stream (a leader election) like the state operations do. Its key,
+// the event's kind, call and the claim's revision, is the same for every
+// attempt and differs for any other claim, so a retry whose first attempt
+// landed is stored once and nothing else is ever merged with it. Errors of
+// the embedded SQLite log are not transient: they fail closed at once.
+func (b *Broker) appendClaimed(ctx context.Context, ev airlock.Event, rev uint64) (airlock.Receipt, error) {
+	ev.Key = fmt.Sprintf("%s:%s:%d", ev.Kind, ev.CallID, rev)
+	var r airlock.Receipt
+	err := retryTransient(ctx, func() (err error) { r, err = b.cfg.Audit.Append(ctx, ev); return err })
+	return r, err
 }
 
 // failClosed is the answer when something the decision depends on is down:

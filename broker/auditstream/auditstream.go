@@ -25,6 +25,7 @@ import (
 
 	"github.com/airlock/airlock"
 	"github.com/airlock/airlock/audit"
+	"github.com/airlock/airlock/internal/jsutil"
 )
 
 // Names of the stream, its subjects and the lease. Decision events go to
@@ -94,8 +95,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, replicas int, leaseTTL t
 func retry(ctx context.Context, f func() error) error {
 	err := f()
 	for attempt := 1; attempt < 6 && ctx.Err() == nil; attempt++ {
-		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) &&
-			!errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		if !jsutil.IsTransient(err) {
 			return err
 		}
 		err = f()

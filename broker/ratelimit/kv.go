@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/airlock/airlock"
 	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/internal/jsutil"
 )
 
 // KVStore keeps the limiter's state in a JetStream key-value bucket, one
@@ -192,6 +194,10 @@ func isConflict(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
+// transientBudget bounds how long a rate-limit update rides through
+// transient JetStream errors before the broker fails closed.
+const transientBudget = 6 * time.Second
+
 // ErrContention is returned when a key's compare-and-set lost too many races
 // in a row; the broker then refuses the call (fails closed).
 var ErrContention = errors.New("ratelimit: too much contention on a rate-limit key")
@@ -206,6 +212,21 @@ var ErrContention = errors.New("ratelimit: too much contention on a rate-limit k
 func (s *KVStore) update(ctx context.Context, kp *kindPlan, key ckey, create bool, fn func(c *cell) (*airlock.RateLimit, bool)) (*airlock.RateLimit, error) {
 	name := kvKey(key)
 	useCache, backoff := !s.noCache, 0
+	// Transient errors (a leader election in the bucket's stream) are
+	// ridden through for a while; a write whose answer was lost is checked
+	// for having landed, so that nothing is charged twice.
+	transientUntil := time.Now().Add(transientBudget)
+	transient := func(err error) bool {
+		if !jsutil.IsTransient(err) || time.Now().After(transientUntil) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(100 * time.Millisecond):
+			return true
+		}
+	}
 	for attempt := 0; attempt < s.retries; attempt++ {
 		if backoff > 0 {
 			d := time.Duration(rand.Int64N(int64(min(backoff, 20))*int64(time.Millisecond) + 1))
@@ -236,6 +257,10 @@ func (s *KVStore) update(ctx context.Context, kp *kindPlan, key ckey, create boo
 				}
 				c = newCell(kp)
 			case err != nil:
+				if transient(err) {
+					attempt--
+					continue
+				}
 				return nil, fmt.Errorf("get %s: %w", name, err)
 			default:
 				rev = e.Revision()
@@ -267,6 +292,15 @@ func (s *KVStore) update(ctx context.Context, kp *kindPlan, key ckey, create boo
 		}
 		if !isConflict(err) {
 			s.uncache(name)
+			if transient(err) {
+				if e, gerr := s.kv.Get(ctx, name); gerr == nil && bytes.Equal(e.Value(), val) {
+					s.cache(name, e.Revision(), val) // it landed; the answer was lost
+					s.remember(key, kp, c)
+					return nil, nil
+				}
+				attempt--
+				continue
+			}
 			return nil, fmt.Errorf("update %s: %w", name, err)
 		}
 		s.conflicts.Add(1)

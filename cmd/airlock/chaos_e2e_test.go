@@ -79,8 +79,9 @@ type chaosLoad struct {
 	// decided counts the decisions agents received; reviews the verdicts
 	// the reviewer had accepted.
 	decided, accepted, refused atomic.Int64
-	failClosed                 atomic.Int64 // unrecorded fail-closed answers, retried
-	lastDecision               atomic.Int64 // unix nanos
+	failClosed                 atomic.Int64   // unrecorded fail-closed answers, retried
+	failReasons                map[string]int // their reasons, shortened (under mu)
+	lastDecision               atomic.Int64   // unix nanos
 }
 
 // startLoad starts workers agents and the reviewer against urls. budget
@@ -99,7 +100,7 @@ func startLoad(t *testing.T, urls string, workers int, budget time.Duration) *ch
 	t.Cleanup(cancel)
 	l := &chaosLoad{t: t, agents: connect(), reviewer: connect(), ctx: ctx, cancel: cancel,
 		stopSubmit: make(chan struct{}), stopReview: make(chan struct{}),
-		tools: map[string]string{}, got: map[string]airlock.Decision{}, failed: map[string]error{}}
+		tools: map[string]string{}, got: map[string]airlock.Decision{}, failed: map[string]error{}, failReasons: map[string]int{}}
 	for w := range workers {
 		l.workers.Add(1)
 		go l.agent(w)
@@ -135,6 +136,9 @@ func (l *chaosLoad) agent(w int) {
 		// closed without recording anything: the agent retries the same id.
 		for err == nil && failedClosed(d) && l.ctx.Err() == nil {
 			l.failClosed.Add(1)
+			l.mu.Lock()
+			l.failReasons[shortReason(d.Reason)]++
+			l.mu.Unlock()
 			time.Sleep(100 * time.Millisecond)
 			d, err = l.agents.Submit(l.ctx, call)
 		}
@@ -151,6 +155,15 @@ func (l *chaosLoad) agent(w int) {
 		l.decided.Add(1)
 		l.lastDecision.Store(time.Now().UnixNano())
 	}
+}
+
+// shortReason keeps a fail-closed reason's gist: its code and the start of
+// the error (ids and revisions vary).
+func shortReason(r string) string {
+	if len(r) > 90 {
+		r = r[:90]
+	}
+	return r
 }
 
 // failedClosed reports an unrecorded denial a retry may turn around.
@@ -224,6 +237,7 @@ func (l *chaosLoad) drain() {
 type chaosFigures struct {
 	Calls, Decided, Pending, Undecided int
 	FailClosed                         int64
+	FailReasons                        map[string]int
 	Verdicts                           map[airlock.Verdict]int
 	Sandboxed, Ran, Interrupted        int
 	RunErrors                          map[string]int // approved runs that failed, by error
@@ -232,8 +246,8 @@ type chaosFigures struct {
 }
 
 func (f chaosFigures) String() string {
-	return fmt.Sprintf("calls %d · decided %d %v · pending %d · undecided %d · fail-closed answers retried %d · sandboxed %d (ran %d, interrupted %d, failed %v) · audit decision events %d · reviews accepted %d, refused %d",
-		f.Calls, f.Decided, f.Verdicts, f.Pending, f.Undecided, f.FailClosed, f.Sandboxed, f.Ran, f.Interrupted, f.RunErrors, f.AuditDecisions, f.ReviewsAccepted, f.ReviewsRefused)
+	return fmt.Sprintf("calls %d · decided %d %v · pending %d · undecided %d · fail-closed answers retried %d %v · sandboxed %d (ran %d, interrupted %d, failed %v) · audit decision events %d · reviews accepted %d, refused %d",
+		f.Calls, f.Decided, f.Verdicts, f.Pending, f.Undecided, f.FailClosed, f.FailReasons, f.Sandboxed, f.Ran, f.Interrupted, f.RunErrors, f.AuditDecisions, f.ReviewsAccepted, f.ReviewsRefused)
 }
 
 // check asserts the chaos invariants: every call has exactly one final
@@ -245,7 +259,7 @@ func (l *chaosLoad) check(t *testing.T, ws, auditPath string) chaosFigures {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	f := chaosFigures{Calls: len(l.tools), Verdicts: map[airlock.Verdict]int{}, RunErrors: map[string]int{},
-		ReviewsAccepted: l.accepted.Load(), ReviewsRefused: l.refused.Load(), FailClosed: l.failClosed.Load()}
+		ReviewsAccepted: l.accepted.Load(), ReviewsRefused: l.refused.Load(), FailClosed: l.failClosed.Load(), FailReasons: l.failReasons}
 
 	// Calls the agents gave up on must still be waiting and decidable.
 	for id, err := range l.failed {
