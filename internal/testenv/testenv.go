@@ -33,13 +33,12 @@ func Tool(t testing.TB, name string) string {
 	return p
 }
 
-// Chaos skips a chaos test unless AIRLOCK_CHAOS=1. The chaos suite (kill -9
-// of brokers and NATS nodes under load) still finds open bugs (see
-// docs/deploy.md, "Known gaps"), so `make test` leaves it out and CI runs it
-// as a separate, reported step (`make chaos`).
+// Chaos marks a chaos test (kill -9 of brokers and NATS nodes under load,
+// tens of seconds each). They are part of `make test` and CI; -short or
+// AIRLOCK_CHAOS=0 leaves them out for a quick local run.
 func Chaos(t testing.TB) {
 	t.Helper()
-	if os.Getenv("AIRLOCK_CHAOS") != "1" {
-		t.Skip("chaos suite: run with AIRLOCK_CHAOS=1 (make chaos); it still finds open fleet bugs, see docs/deploy.md")
+	if testing.Short() || os.Getenv("AIRLOCK_CHAOS") == "0" {
+		t.Skip("chaos test: left out by -short or AIRLOCK_CHAOS=0")
 	}
 }
