@@ -157,6 +157,16 @@ func backendName(p *policy.SandboxProfile) string {
 	return p.Backend
 }
 
+// backendOf names the sandbox backend the policy gives a tool ("unknown"
+// when the policy in force no longer sandboxes it), for runs recorded
+// without having been started or finished here.
+func (b *Broker) backendOf(tool string) string {
+	if t := b.pol.Load().Tool(tool); t != nil && t.Sandbox != nil {
+		return backendName(t.Sandbox)
+	}
+	return "unknown"
+}
+
 // isolationSummary is what reviewers see before approving a sandboxed call.
 func isolationSummary(p *policy.SandboxProfile) map[string]string {
 	if p == nil {
@@ -171,7 +181,7 @@ func (b *Broker) interrupt(ctx context.Context, id string, rec callRecord, rev u
 	if rec.Decision != nil {
 		d = *rec.Decision
 	}
-	ex := &airlock.Execution{Backend: "unknown", ExitCode: -1, LimitHit: "interrupted",
+	ex := &airlock.Execution{Backend: b.backendOf(rec.Call.Tool), ExitCode: -1, LimitHit: "interrupted",
 		Error: fmt.Sprintf("the broker running this call (%s) stopped mid-run at %s; it is not run again", rec.ClaimedBy, rec.ClaimedAt.UTC().Format(time.RFC3339))}
 	d.Execution = ex
 	if _, err := b.appendPersistent(ctx, airlock.Event{Kind: airlock.EventExecution, CallID: id, TS: b.now().UTC(),

@@ -591,7 +591,7 @@ const auditLookupTimeout = 10 * time.Second
 func (b *Broker) recordAudited(ctx context.Context, call *airlock.ToolCall, rev uint64, d airlock.Decision) airlock.Decision {
 	if d.Verdict == airlock.VerdictApproved && d.Execution == nil {
 		if t := b.pol.Load().Tool(call.Tool); t != nil && t.Sandbox != nil {
-			ex := &airlock.Execution{Backend: "unknown", ExitCode: -1, LimitHit: "interrupted",
+			ex := &airlock.Execution{Backend: backendName(t.Sandbox), ExitCode: -1, LimitHit: "interrupted",
 				Error: "not run: the broker that approved this call stopped before running it; it is not run again"}
 			if _, err := b.cfg.Audit.Append(ctx, airlock.Event{Kind: airlock.EventExecution, CallID: call.ID, TS: b.now().UTC(),
 				Payload: airlock.ExecRecord{CallID: call.ID, Execution: ex}}); err != nil {

@@ -161,7 +161,7 @@ func testTakeover(t *testing.T, mode string) {
 		c := call("t-sandboxed", "bot", "run_shell", map[string]any{"command": "echo hi >> /workspace/runs.log"})
 		stage(c, approved(c.ID))
 		d := h.submit(c)
-		if d.Verdict != airlock.VerdictApproved || d.Execution == nil || d.Execution.LimitHit != "interrupted" {
+		if d.Verdict != airlock.VerdictApproved || d.Execution == nil || d.Execution.LimitHit != "interrupted" || d.Execution.Backend != "native" {
 			t.Fatalf("got %+v (execution %+v), want the approval with an interrupted execution", d, d.Execution)
 		}
 		if n := al.decisions(c.ID); n != 1 {
