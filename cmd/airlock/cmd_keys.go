@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/airlock/airlock"
 	"github.com/airlock/airlock/broker/auth"
+	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/broker/client"
 )
 
@@ -19,14 +21,19 @@ func init() {
 }
 
 func runKeys(ctx context.Context, e env) error {
-	fs := newFlags(e, "keys", "new agent|reviewer|broker NAME [--dir DIR]")
+	fs := newFlags(e, "keys", "new agent|reviewer|broker NAME [--dir DIR]\n       airlock keys nats-config --policy FILE [--prefix P]")
 	dir := fs.String("dir", "airlock-keys", "directory for the key file (NAME.nk, mode 0600)")
+	policyFile := fs.String("policy", "", "nats-config: the policy whose auth: section to turn into a nats-server authorization block")
+	prefix := fs.String("prefix", "airlock", "nats-config: the subject prefix the brokers use")
 	args, err := parseInterspersed(fs, e.Args)
 	if err != nil {
 		return err
 	}
+	if len(args) == 1 && args[0] == "nats-config" {
+		return natsConfig(e, *policyFile, *prefix)
+	}
 	if len(args) != 3 || args[0] != "new" {
-		return usageErr("keys: want `airlock keys new agent|reviewer|broker NAME [--dir DIR]`")
+		return usageErr("keys: want `airlock keys new agent|reviewer|broker NAME [--dir DIR]` or `airlock keys nats-config --policy FILE`")
 	}
 	role, name := args[1], args[2]
 	if !auth.ValidRole(role) {
@@ -47,6 +54,27 @@ func runKeys(ctx context.Context, e env) error {
 		fmt.Fprintf(e.Stdout, "then: airlock serve --nats URL --key %s …\n", path)
 	}
 	return nil
+}
+
+// natsConfig prints the authorization block a nats-server needs for the
+// policy's identities (for `serve --nats URL` deployments: include it from
+// every node's configuration, and reload the nodes when identities change).
+func natsConfig(e env, policyFile, prefix string) error {
+	if policyFile == "" {
+		return usageErr("keys nats-config: --policy FILE is required")
+	}
+	pol, err := policy.Load(policyFile)
+	if err != nil {
+		return err
+	}
+	if pol.Auth == nil {
+		return fmt.Errorf("keys nats-config: %s has no auth: section, so there are no identities to configure (see docs/security.md)", policyFile)
+	}
+	if len(pol.Auth.Brokers) == 0 {
+		fmt.Fprintln(e.Stderr, "airlock: warning: the policy names no brokers under auth.brokers: no broker will be able to log in (airlock keys new broker NAME)")
+	}
+	_, err = io.WriteString(e.Stdout, auth.ServerConfigPrefix(pol, prefix))
+	return err
 }
 
 // connFlags are the identity and TLS flags of every command that talks to

@@ -237,7 +237,8 @@ func authFlow(t *testing.T, url string, k secKeys, data string, tlsArgs []string
 }
 
 // TestNATSServerWithGeneratedConfig runs a stock nats-server with the
-// configuration auth.ServerConfig generates from the policy, a broker that
+// authorization block `airlock keys nats-config` generates from the policy
+// (included from the server's file, as docs/deploy.md says), a broker that
 // logs in with its own key (serve --nats --key), and the same walk-through.
 func TestNATSServerWithGeneratedConfig(t *testing.T) {
 	natsServer := testenv.Tool(t, "nats-server")
@@ -246,9 +247,19 @@ func TestNATSServerWithGeneratedConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var block, errb strings.Builder
+	if err := run(context.Background(), []string{"keys", "nats-config", "--policy", k.policy}, nil, &block, &errb); err != nil {
+		t.Fatalf("keys nats-config: %v\n%s", err, errb.String())
+	}
+	if block.String() != auth.ServerConfig(pol) {
+		t.Fatalf("keys nats-config printed\n%s\nwant auth.ServerConfig's block", block.String())
+	}
+	if err := os.WriteFile(filepath.Join(k.dir, "airlock-auth.conf"), []byte(block.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	conf := fmt.Sprintf("listen: %q\njetstream {store_dir: %q}\n", addr, filepath.Join(k.dir, "js")) + auth.ServerConfig(pol)
+	conf := fmt.Sprintf("listen: %q\njetstream {store_dir: %q}\ninclude airlock-auth.conf\n", addr, filepath.Join(k.dir, "js"))
 	confPath := filepath.Join(k.dir, "nats.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
