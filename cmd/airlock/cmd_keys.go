@@ -12,8 +12,8 @@ import (
 
 	"github.com/airlock/airlock"
 	"github.com/airlock/airlock/broker/auth"
-	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/broker/client"
+	"github.com/airlock/airlock/broker/policy"
 )
 
 func init() {
