@@ -8,8 +8,10 @@
 #   deploy/cluster.sh kill   NAME [DIR]   # kill -9 one part (n0 n1 n2 b1 b2)
 #   deploy/cluster.sh start  NAME [DIR]   # start it again (same store, same name)
 #
-# Needs nats-server on PATH (go install github.com/nats-io/nats-server/v2@v2.15.3)
-# and an airlock binary (AIRLOCK=path, default: go build into DIR).
+# Needs nats-server on PATH (go install github.com/nats-io/nats-server/v2@v2.15.3),
+# curl, and an airlock binary (AIRLOCK=path, default: go build into DIR).
+# AIRLOCK_FLEET_PORT moves the ports (default 14222; see below); POLICY picks
+# the policy (default examples/policy.yaml).
 set -euo pipefail
 cmd=${1:-up}
 case $cmd in kill | start) NAME=${2:?usage: $0 $cmd NAME [DIR]}; shift ;; esac
@@ -17,10 +19,12 @@ DIR=$(realpath -m "${2:-./airlock-fleet}")
 HERE=$(cd "$(dirname "$0")" && pwd)
 POLICY=${POLICY:-$HERE/../examples/policy.yaml}
 AIRLOCK=${AIRLOCK:-$DIR/airlock}
-CLIENT_PORTS=(14222 14223 14224)
-CLUSTER_PORTS=(16222 16223 16224)
-MONITOR_PORTS=(18222 18223 18224)
-URLS="nats://127.0.0.1:14222,nats://127.0.0.1:14223,nats://127.0.0.1:14224"
+# Ports: client BASE, BASE+1, BASE+2; cluster BASE+2000…; monitoring BASE+4000…
+BASE=${AIRLOCK_FLEET_PORT:-14222}
+CLIENT_PORTS=($BASE $((BASE + 1)) $((BASE + 2)))
+CLUSTER_PORTS=($((BASE + 2000)) $((BASE + 2001)) $((BASE + 2002)))
+MONITOR_PORTS=($((BASE + 4000)) $((BASE + 4001)) $((BASE + 4002)))
+URLS="nats://127.0.0.1:${CLIENT_PORTS[0]},nats://127.0.0.1:${CLIENT_PORTS[1]},nats://127.0.0.1:${CLIENT_PORTS[2]}"
 
 node_conf() {
   local i=$1 routes=""
