@@ -13,6 +13,7 @@ package risk
 
 import (
 	"cmp"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -190,9 +191,35 @@ func (s *Scorer) Points(name string) int { return s.points[name] }
 // Score scores one call. extra holds factors from policy rules or the rate
 // limiter, added as they are. The history is read, never changed.
 func (s *Scorer) Score(call *airlock.ToolCall, extra ...airlock.Factor) airlock.Risk {
+	r, _ := s.score(call, false, extra)
+	return r
+}
+
+// Assessment is a call's analysis kept from ScoreAssessed for
+// ObserveAssessed, so that a call scored and then observed is analysed once.
+type Assessment struct {
+	s       *Scorer
+	a       *analysis
+	classes map[string]string // the analysis' classes before the history added any
+}
+
+// ScoreAssessed is Score that also returns the call's analysis. Passing it to
+// ObserveAssessed (with the same, unchanged call) records exactly what
+// Observe would, without analysing the call a second time.
+func (s *Scorer) ScoreAssessed(call *airlock.ToolCall, extra ...airlock.Factor) (airlock.Risk, *Assessment) {
+	return s.score(call, true, extra)
+}
+
+func (s *Scorer) score(call *airlock.ToolCall, keep bool, extra []airlock.Factor) (airlock.Risk, *Assessment) {
 	var fs []airlock.Factor
+	var as *Assessment
 	if call != nil {
 		a := s.analyze(call)
+		if keep {
+			// The history's findings may add classes (a git push to a
+			// remote added earlier); Observe records the call's own.
+			as = &Assessment{s: s, a: a, classes: maps.Clone(a.classes)}
+		}
 		s.hist.mu.RLock()
 		s.historyFindings(a)
 		s.hist.mu.RUnlock()
@@ -218,7 +245,7 @@ func (s *Scorer) Score(call *airlock.ToolCall, extra ...airlock.Factor) airlock.
 	if fs == nil {
 		fs = []airlock.Factor{}
 	}
-	return airlock.Risk{Score: total, Band: s.Band(total), Factors: fs}
+	return airlock.Risk{Score: total, Band: s.Band(total), Factors: fs}, as
 }
 
 // Observe records a call and its final verdict into the bounded history:
@@ -231,6 +258,23 @@ func (s *Scorer) Observe(call *airlock.ToolCall, verdict airlock.Verdict) {
 	}
 	a := s.analyze(call)
 	s.hist.observe(a, s.hist.agentMaxValues(), s.chainFirsts(a))
+}
+
+// ObserveAssessed is Observe for a call scored by ScoreAssessed: as must
+// come from this scorer's ScoreAssessed of call, and the call must not have
+// changed since. Otherwise (as nil, another scorer's or another call's) it
+// analyses the call afresh, as Observe does.
+func (s *Scorer) ObserveAssessed(call *airlock.ToolCall, as *Assessment, verdict airlock.Verdict) {
+	if call == nil || verdict != airlock.VerdictApproved {
+		return
+	}
+	if as == nil || as.s != s || as.a == nil || as.a.call != call {
+		s.Observe(call, verdict)
+		return
+	}
+	a := *as.a
+	a.classes = as.classes
+	s.hist.observe(&a, s.hist.agentMaxValues(), s.chainFirsts(&a))
 }
 
 // finding is one detector's result before points are assigned.
