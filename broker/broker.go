@@ -83,6 +83,7 @@ type Broker struct {
 	sc     atomic.Pointer[scorerBox]
 	svc    micro.Service
 	sem    chan struct{}
+	work   chan func() // hands a request to an idle worker (see spawn)
 	wg     sync.WaitGroup
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -91,6 +92,9 @@ type Broker struct {
 	// handling holds the ids of calls a Submit in this process is working
 	// on (claiming, evaluating or waiting), one handler per id.
 	handling sync.Map
+	// assessed holds the risk analysis of calls being decided, by call
+	// pointer, from scoring to observing the verdict (see scoreKept).
+	assessed sync.Map
 	subs     []*nats.Subscription
 }
 
@@ -129,6 +133,7 @@ func New(nc *nats.Conn, cfg Config) (*Broker, error) {
 		nc:     nc,
 		js:     js,
 		sem:    make(chan struct{}, cfg.MaxInFlight),
+		work:   make(chan func()),
 		recent: newRecentLog(10000, 20),
 	}
 	if cfg.Metrics != nil {
@@ -248,14 +253,43 @@ func (b *Broker) Close(ctx context.Context) error {
 	}
 }
 
-// spawn runs f for one request in its own goroutine, bounded by MaxInFlight.
+// spawn runs f for one request, bounded by MaxInFlight, on a worker
+// goroutine: an idle worker takes it, or a new worker starts. A worker stays
+// for workerIdle after its last request, so the stack it grew (decoding,
+// policy, risk analysis and JSON run deep) serves the next request instead of
+// every request growing a fresh goroutine's stack again.
 func (b *Broker) spawn(f func()) {
 	b.sem <- struct{}{}
 	b.wg.Add(1)
-	go func() {
+	task := func() {
 		defer func() { <-b.sem; b.wg.Done() }()
 		f()
-	}()
+	}
+	select {
+	case b.work <- task:
+	default:
+		go b.worker(task)
+	}
+}
+
+// workerIdle is how long a request worker waits for another request.
+const workerIdle = 5 * time.Second
+
+func (b *Broker) worker(task func()) {
+	task()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		select {
+		case task = <-b.work:
+			task()
+			idle.Reset(workerIdle)
+		case <-idle.C:
+			return
+		case <-b.ctx.Done():
+			return
+		}
+	}
 }
 
 func lastToken(subject string) string {

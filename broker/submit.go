@@ -13,6 +13,7 @@ import (
 
 	"github.com/airlock/airlock"
 	"github.com/airlock/airlock/broker/policy"
+	"github.com/airlock/airlock/broker/risk"
 )
 
 // Reasons a broker gives when it fails closed.
@@ -60,6 +61,7 @@ func (b *Broker) Submit(ctx context.Context, agent string, body []byte) (airlock
 		return b.waitBehind(ctx, call.ID)
 	}
 	defer b.handling.Delete(call.ID)
+	defer b.assessed.Delete(call)
 	fp := fingerprint(call)
 	for attempt := 0; attempt < 8; attempt++ {
 		// New ids are the common case: claim first, read only on a clash.
@@ -166,7 +168,7 @@ func (b *Broker) evaluate(ctx context.Context, call *airlock.ToolCall, rev uint6
 	if pressure != nil {
 		extra = append(extra, *pressure)
 	}
-	d.Risk = b.score(call, extra)
+	d.Risk = b.scoreKept(call, extra)
 
 	switch {
 	case pr.Denied || pr.Tier == airlock.TierDeny:
@@ -227,6 +229,24 @@ func (b *Broker) evaluate(ctx context.Context, call *airlock.ToolCall, rev uint6
 		b.publishRecord(b.subject("notify", call.Agent), airlock.DecisionRecord{Call: *call, Decision: out, Rule: rec.Rule, PolicyVersion: rec.PolicyVersion})
 	}
 	return out, true
+}
+
+// assessingScorer is a Scorer that can keep a call's analysis from scoring
+// for observing its verdict (risk.Scorer), so that it is analysed once.
+type assessingScorer interface {
+	ScoreAssessed(call *airlock.ToolCall, extra ...airlock.Factor) (airlock.Risk, *risk.Assessment)
+	ObserveAssessed(call *airlock.ToolCall, as *risk.Assessment, verdict airlock.Verdict)
+}
+
+// scoreKept is score for the call Submit decides: the analysis is kept (by
+// call pointer, until Submit returns) for afterDecision's Observe.
+func (b *Broker) scoreKept(call *airlock.ToolCall, extra []airlock.Factor) airlock.Risk {
+	if sc, ok := b.scorer().(assessingScorer); ok {
+		r, as := sc.ScoreAssessed(call, extra...)
+		b.assessed.Store(call, as)
+		return r
+	}
+	return b.score(call, extra)
 }
 
 func bandHigh(p *policy.Policy) int {
@@ -404,7 +424,13 @@ func (b *Broker) finalize(ctx context.Context, call *airlock.ToolCall, rev uint6
 func (b *Broker) afterDecision(call *airlock.ToolCall, d airlock.Decision, waited time.Duration) {
 	b.cfg.Metrics.Decision(string(d.Tier), string(d.Verdict), d.DecidedBy, waited)
 	if sc := b.scorer(); sc != nil {
-		sc.Observe(call, d.Verdict)
+		v, _ := b.assessed.LoadAndDelete(call)
+		if as, ok := sc.(assessingScorer); ok {
+			kept, _ := v.(*risk.Assessment)
+			as.ObserveAssessed(call, kept, d.Verdict)
+		} else {
+			sc.Observe(call, d.Verdict)
+		}
 	}
 	b.recent.add(call.Session, airlock.DecisionRecord{Call: *call, Decision: d})
 	if v, ok := b.res.LoadAndDelete(call.ID); ok {
