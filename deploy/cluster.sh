@@ -4,7 +4,7 @@
 #
 #   deploy/cluster.sh up     [DIR]   # start (DIR default: ./airlock-fleet)
 #   deploy/cluster.sh down   [DIR]   # stop everything started by `up`
-#   deploy/cluster.sh status [DIR]
+#   deploy/cluster.sh status [DIR]   # the processes; `airlock status` tells the rest
 #   deploy/cluster.sh kill   NAME [DIR]   # kill -9 one part (n0 n1 n2 b1 b2)
 #   deploy/cluster.sh start  NAME [DIR]   # start it again (same store, same name)
 #
@@ -76,13 +76,13 @@ healthy() {
   return 1
 }
 
-# ready waits until broker b's buckets exist (airlock pending answers) and
-# the broker still runs.
+# ready waits until broker b answers as part of the airlock service
+# (`airlock status` lists it) and still runs.
 ready() {
   local b=$1
   for _ in $(seq 1 300); do
     kill -0 "$(cat "$DIR/$b.pid")" 2>/dev/null || { echo "broker $b exited:" >&2; cat "$DIR/$b.out" >&2; return 1; }
-    "$AIRLOCK" pending --nats "$URLS" >/dev/null 2>&1 && return 0
+    { "$AIRLOCK" status --nats "$URLS" --json 2>/dev/null || true; } | grep -q "\"name\": \"$b\"" && return 0
     sleep 0.1
   done
   echo "broker $b never became ready (see $DIR/$b.out, $DIR/$b.log)" >&2
@@ -136,7 +136,7 @@ kill)
 start)
   case $NAME in
   n[0-2]) start_node "${NAME#n}"; healthy "${MONITOR_PORTS[${NAME#n}]}" ;;
-  b*) start_broker "$NAME" ;;
+  b*) start_broker "$NAME"; ready "$NAME" ;;
   *) echo "unknown part $NAME (n0 n1 n2 b1 b2)" >&2; exit 2 ;;
   esac
   echo "$NAME started"
