@@ -274,22 +274,8 @@ func TestWriterReplacesLostConsumer(t *testing.T) {
 // relies on), other events and other calls do not answer for it, and an
 // event appended twice under one Key is stored once.
 func TestPublisherLastDecision(t *testing.T) {
-	dir := t.TempDir()
-	srv, err := broker.StartEmbedded(broker.EmbeddedOptions{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(dir, "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	_, js := startServer(t, time.Second)
 	ctx := t.Context()
-	if err := auditstream.Setup(ctx, js, 1, time.Second); err != nil {
-		t.Fatal(err)
-	}
 	pub := auditstream.NewPublisher(js)
 	decide := func(id string, v airlock.Verdict) airlock.Receipt {
 		t.Helper()
