@@ -92,9 +92,9 @@ type Broker struct {
 	// handling holds the ids of calls a Submit in this process is working
 	// on (claiming, evaluating or waiting), one handler per id.
 	handling sync.Map
-	// assessed holds the risk analysis of calls being decided, by call
-	// pointer, from scoring to observing the verdict (see scoreKept).
-	assessed sync.Map
+	// deciding holds, by call pointer, what Submit computes once per call
+	// and uses more than once (*callWork), until Submit returns.
+	deciding sync.Map
 	subs     []*nats.Subscription
 }
 

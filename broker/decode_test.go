@@ -97,3 +97,33 @@ func FuzzDecodeCall(f *testing.F) {
 		}
 	})
 }
+
+func TestValidatorsMatchPatterns(t *testing.T) {
+	inputs := []string{"", "a", "A9", "9", "_a", "-a", "a_b-c", "a.b", "a:b@c+d-e_f.g", ".a", "a b", "a*", "a>", "é", "aé", "a\n", "a\x00",
+		strings.Repeat("a", 127), strings.Repeat("a", 128), strings.Repeat("a", 129), "0" + strings.Repeat("-", 127), "a/b", "a,b", "a$", "ab\u212a"}
+	for c := 0; c < 256; c++ {
+		inputs = append(inputs, string(rune(c)), "a"+string(rune(c)), "a"+string([]byte{byte(c)}), string([]byte{byte(c)})+"a")
+	}
+	for _, in := range inputs {
+		if got, want := validID(in), idPattern.MatchString(in); got != want {
+			t.Errorf("validID(%q): got %v, want %v", in, got, want)
+		}
+		if got, want := validName(in), namePattern.MatchString(in); got != want {
+			t.Errorf("validName(%q): got %v, want %v", in, got, want)
+		}
+	}
+}
+
+func FuzzValidators(f *testing.F) {
+	for _, s := range []string{"a", "a.b:c@d+e-f_g", "-a", "é", strings.Repeat("z", 128)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := validID(s), idPattern.MatchString(s); got != want {
+			t.Errorf("validID(%q): got %v, want %v", s, got, want)
+		}
+		if got, want := validName(s), namePattern.MatchString(s); got != want {
+			t.Errorf("validName(%q): got %v, want %v", s, got, want)
+		}
+	})
+}

@@ -42,6 +42,31 @@ type callRecord struct {
 	// Reviewers who approved so far (two-person rule).
 	Approvals []string  `json:"approvals,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// callJSON, when set, is json.Marshal(Call), encoded once for the
+	// record's writes (see encode).
+	callJSON []byte
+}
+
+// callRecordRaw is callRecord with the call already encoded: the same
+// fields, names and order, so that it encodes to the same bytes.
+type callRecordRaw struct {
+	State       string            `json:"state"`
+	Fingerprint string            `json:"fingerprint"`
+	Call        json.RawMessage   `json:"call"`
+	Decision    *airlock.Decision `json:"decision,omitempty"`
+	ClaimedBy   string            `json:"claimed_by,omitempty"`
+	ClaimedAt   time.Time         `json:"claimed_at,omitempty"`
+	Approvals   []string          `json:"approvals,omitempty"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+}
+
+// encode is json.Marshal(r), reusing r.callJSON when set.
+func (r *callRecord) encode() ([]byte, error) {
+	if r.callJSON == nil {
+		return json.Marshal(r)
+	}
+	return json.Marshal(callRecordRaw{State: r.State, Fingerprint: r.Fingerprint, Call: r.callJSON, Decision: r.Decision,
+		ClaimedBy: r.ClaimedBy, ClaimedAt: r.ClaimedAt, Approvals: r.Approvals, UpdatedAt: r.UpdatedAt})
 }
 
 // execIndexPrefix indexes sandbox runs under way in the state bucket.
@@ -162,7 +187,7 @@ func (s *store) landed(ctx context.Context, id string, b []byte) (uint64, bool) 
 
 // create stores a new record; created is false when the id already exists.
 func (s *store) create(ctx context.Context, id string, rec callRecord) (rev uint64, created bool, err error) {
-	b, err := json.Marshal(rec)
+	b, err := rec.encode()
 	if err != nil {
 		return 0, false, err
 	}
@@ -193,7 +218,7 @@ var errLostRace = errors.New("broker: another broker or reviewer changed the cal
 
 // update writes rec if the record is still at rev.
 func (s *store) update(ctx context.Context, id string, rec callRecord, rev uint64) (uint64, error) {
-	b, err := json.Marshal(rec)
+	b, err := rec.encode()
 	if err != nil {
 		return 0, err
 	}

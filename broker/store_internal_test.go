@@ -1,11 +1,14 @@
 package broker
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -106,5 +109,44 @@ func TestStoreRidesThroughLostAnswers(t *testing.T) {
 	}
 	if _, _, found, err := st.get(ctx, "c1"); err != nil || found {
 		t.Fatalf("after remove: found %v err %v", found, err)
+	}
+}
+
+// TestRecordEncodeReusesCallJSON: a record encoded with its call's JSON
+// computed beforehand is byte for byte the record json.Marshal writes.
+func TestRecordEncodeReusesCallJSON(t *testing.T) {
+	now := time.Date(2026, 12, 4, 23, 0, 0, 123456789, time.UTC)
+	call := airlock.ToolCall{ID: "c-1", Agent: "a1", User: "u<1>", Org: "acme", Session: "s&1", Tool: "search_web",
+		Arguments: map[string]any{"query": "<script>&\u2028 é 日本", "n": 1.5e300, "list": []any{nil, true, "x"}, "obj": map[string]any{"b": 1.0, "a": "z"}},
+		CostUSD:   0.25, Context: map[string]any{"reason": "because"}}
+	d := airlock.Decision{CallID: "c-1", Verdict: airlock.VerdictApproved, DecidedBy: "policy", Tier: airlock.TierAuto,
+		Risk: airlock.Risk{Score: 3, Band: airlock.BandLow, Factors: []airlock.Factor{{Name: "x", Points: 3, Detail: "<d>"}}}, AuditSeq: 9, DecidedAt: now}
+	tests := []struct {
+		name string
+		rec  callRecord
+	}{
+		{"evaluating", callRecord{State: stateEvaluating, Fingerprint: "fp", Call: call, ClaimedBy: "b1", UpdatedAt: now}},
+		{"decided", callRecord{State: stateDecided, Fingerprint: "fp", Call: call, Decision: &d, ClaimedBy: "b1", ClaimedAt: now, UpdatedAt: now}},
+		{"approvals-zero-times", callRecord{State: statePending, Call: call, Approvals: []string{"r1", "r2"}}},
+		{"empty-call", callRecord{State: stateDecided, Call: airlock.ToolCall{ID: "e"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want, err := json.Marshal(&tt.rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := tt.rec
+			if rec.callJSON, err = json.Marshal(&rec.Call); err != nil {
+				t.Fatal(err)
+			}
+			got, err := rec.encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("got %s, want %s", got, want)
+			}
+		})
 	}
 }

@@ -61,12 +61,14 @@ func (b *Broker) Submit(ctx context.Context, agent string, body []byte) (airlock
 		return b.waitBehind(ctx, call.ID)
 	}
 	defer b.handling.Delete(call.ID)
-	defer b.assessed.Delete(call)
 	fp := fingerprint(call)
+	b.deciding.Store(call, &callWork{fp: fp})
+	defer b.deciding.Delete(call)
 	for attempt := 0; attempt < 8; attempt++ {
 		// New ids are the common case: claim first, read only on a clash.
 		rev, created, err := b.st.create(ctx, call.ID, callRecord{
 			State: stateEvaluating, Fingerprint: fp, Call: *call, ClaimedBy: b.cfg.Name, UpdatedAt: b.now(),
+			callJSON: b.callJSONOf(call),
 		})
 		if err != nil {
 			return b.failClosed(call, ReasonStateUnavailable, err), true
@@ -238,12 +240,54 @@ type assessingScorer interface {
 	ObserveAssessed(call *airlock.ToolCall, as *risk.Assessment, verdict airlock.Verdict)
 }
 
-// scoreKept is score for the call Submit decides: the analysis is kept (by
-// call pointer, until Submit returns) for afterDecision's Observe.
+// callWork is what Submit computes once for the call it decides and uses
+// more than once: the fingerprint (claim and record), the call's JSON (both
+// record writes) and its risk analysis (score and observe). Only the
+// goroutine running that Submit touches it; it is found by the call's
+// pointer, so a call decoded elsewhere (a review, another broker) never
+// sees another's.
+type callWork struct {
+	fp       string
+	callJSON []byte
+	assessed *risk.Assessment
+}
+
+func (b *Broker) workOf(call *airlock.ToolCall) *callWork {
+	if v, ok := b.deciding.Load(call); ok {
+		return v.(*callWork)
+	}
+	return nil
+}
+
+// fingerprintOf is fingerprint(call), computed once for a call Submit decides.
+func (b *Broker) fingerprintOf(call *airlock.ToolCall) string {
+	if w := b.workOf(call); w != nil {
+		return w.fp
+	}
+	return fingerprint(call)
+}
+
+// callJSONOf is json.Marshal(call), computed once for a call Submit decides
+// (nil for any other call: the record encodes it then).
+func (b *Broker) callJSONOf(call *airlock.ToolCall) []byte {
+	w := b.workOf(call)
+	if w == nil {
+		return nil
+	}
+	if w.callJSON == nil {
+		w.callJSON, _ = json.Marshal(call)
+	}
+	return w.callJSON
+}
+
+// scoreKept is score for the call Submit decides: the analysis is kept
+// for afterDecision's Observe.
 func (b *Broker) scoreKept(call *airlock.ToolCall, extra []airlock.Factor) airlock.Risk {
 	if sc, ok := b.scorer().(assessingScorer); ok {
 		r, as := sc.ScoreAssessed(call, extra...)
-		b.assessed.Store(call, as)
+		if w := b.workOf(call); w != nil {
+			w.assessed = as
+		}
 		return r
 	}
 	return b.score(call, extra)
@@ -424,9 +468,11 @@ func (b *Broker) finalize(ctx context.Context, call *airlock.ToolCall, rev uint6
 func (b *Broker) afterDecision(call *airlock.ToolCall, d airlock.Decision, waited time.Duration) {
 	b.cfg.Metrics.Decision(string(d.Tier), string(d.Verdict), d.DecidedBy, waited)
 	if sc := b.scorer(); sc != nil {
-		v, _ := b.assessed.LoadAndDelete(call)
 		if as, ok := sc.(assessingScorer); ok {
-			kept, _ := v.(*risk.Assessment)
+			var kept *risk.Assessment
+			if w := b.workOf(call); w != nil {
+				kept, w.assessed = w.assessed, nil
+			}
 			as.ObserveAssessed(call, kept, d.Verdict)
 		} else {
 			sc.Observe(call, d.Verdict)
@@ -651,7 +697,8 @@ func (b *Broker) recordDecision(ctx context.Context, call *airlock.ToolCall, rev
 			d.Execution = &airlock.Execution{Error: "not run: " + ReasonStateUnavailable + ": " + err.Error(), ExitCode: -1}
 		}
 	}
-	cr := callRecord{State: state, Fingerprint: fingerprint(call), Call: *call, Decision: &d, ClaimedBy: b.cfg.Name, ClaimedAt: b.now(), UpdatedAt: b.now()}
+	cr := callRecord{State: state, Fingerprint: b.fingerprintOf(call), Call: *call, Decision: &d, ClaimedBy: b.cfg.Name, ClaimedAt: b.now(), UpdatedAt: b.now(),
+		callJSON: b.callJSONOf(call)}
 	nrev, err := b.st.update(ctx, call.ID, cr, rev)
 	return d, runs, nrev, err
 }
