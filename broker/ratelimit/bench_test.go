@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -196,6 +197,51 @@ func BenchmarkCheck(b *testing.B) {
 					i = 0
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkCheckParallel: BenchmarkCheck's airlock case from every core at
+// once (b.RunParallel): each goroutine walks its own share of the users;
+// the org, agent and global keys are shared, so their shards' locks are
+// contended.
+func BenchmarkCheckParallel(b *testing.B) {
+	for _, keys := range []int{1000, 1_000_000} {
+		b.Run("limiter=airlock/keys="+strconv.Itoa(keys), func(b *testing.B) {
+			ctx := context.Background()
+			calls := benchCalls(keys)
+			var clock atomic.Int64
+			clock.Store(t0.UnixNano())
+			l := New(benchLimits, NewMemoryStore(WithMaxKeys(8*keys+4096)), // room for uneven shards
+				WithClock(func() time.Time { return time.Unix(0, clock.Load()) }))
+			for _, c := range calls {
+				r, rl, err := l.Reserve(ctx, c)
+				if err != nil || rl != nil {
+					b.Fatalf("warm-up: %v %+v", err, rl)
+				}
+				r.Release(ctx)
+			}
+			clock.Add(int64(2 * time.Minute))
+			var next atomic.Int64
+			runtime.GC()
+			b.ReportAllocs()
+			b.ResetTimer()
+			defer cpuPerOp(b)()
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(next.Add(1)) * 7919 % keys
+				for pb.Next() {
+					r, rl, err := l.Reserve(ctx, calls[i])
+					if err != nil || rl != nil {
+						b.Errorf("refused: %v %+v", err, rl)
+						return
+					}
+					r.Release(ctx)
+					clock.Add(int64(time.Second) / int64(keys))
+					if i++; i == keys {
+						i = 0
+					}
+				}
+			})
 		})
 	}
 }

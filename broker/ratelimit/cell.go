@@ -88,6 +88,7 @@ type cell struct {
 	seen          int64 // last charge
 	pin           int32 // in use by a reservation in progress (MemoryStore)
 	key           ckey  // the key (MemoryStore)
+	h             hkey  // the key's hash (MemoryStore)
 	inl           [inlineRates]rate
 	hinl          [inlineRates]hot
 }

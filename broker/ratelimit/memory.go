@@ -36,6 +36,7 @@ const (
 type MemoryStore struct {
 	seed     maphash.Seed
 	seed2    maphash.Seed
+	hGlobal  hkey // the hash of the global key, "*"
 	perShard int
 	l        *Limiter
 	shards   [nShards]mshard
@@ -43,10 +44,11 @@ type MemoryStore struct {
 
 type mshard struct {
 	mu        sync.Mutex
-	m         map[hkey]*cell // by the key's 128-bit hash: no string compare, no pointer in the key
+	m         index // by the key's 128-bit hash: no string compare
 	free      [numKinds][]*cell
 	lastSweep int64
 	fullUntil int64    // after a failed eviction, new keys are refused at once until then
+	cursor    int      // where the next limited sweep starts
 	_         [64]byte // keep shards on separate cache lines
 }
 
@@ -71,9 +73,7 @@ func NewMemoryStore(opts ...StoreOption) *MemoryStore {
 	for _, o := range opts {
 		o(s)
 	}
-	for i := range s.shards {
-		s.shards[i].m = make(map[hkey]*cell)
-	}
+	s.hGlobal = s.hashOf("*")
 	return s
 }
 
@@ -82,7 +82,7 @@ func (s *MemoryStore) bind(l *Limiter) {
 		sh := &s.shards[i]
 		sh.mu.Lock()
 		if s.l != nil {
-			clear(sh.m)
+			sh.m = index{}
 			sh.free = [numKinds][]*cell{}
 		}
 		sh.mu.Unlock()
@@ -96,7 +96,7 @@ func (s *MemoryStore) Len() int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		n += len(sh.m)
+		n += sh.m.n
 		sh.mu.Unlock()
 	}
 	return n
@@ -119,24 +119,25 @@ func (s *MemoryStore) hashOf(str string) hkey {
 
 func (h hkey) then(o hkey) hkey { return hkey{mix(h.h1, o.h1), mix(h.h2, o.h2)} }
 
-// hkeyOf hashes a cell key; collect computes the same with shared parts.
-func (s *MemoryStore) hkeyOf(k ckey) hkey {
+// locate returns the hash of a cell key and its shard; collect computes
+// the same with shared parts.
+func (s *MemoryStore) locate(k ckey) (hkey, int) {
 	h := s.hashOf(k.a)
 	if k.k == kindSession {
 		h = h.then(s.hashOf(k.b))
 	}
-	return h.kind(k.k)
+	h = h.kind(k.k)
+	return h, shardOfHash(h)
 }
 
 func shardOfHash(h hkey) int { return int(h.h1 % nShards) }
 
 // slot is one cell a reservation touches.
 type slot struct {
-	kp  *kindPlan
-	key ckey
-	h   hkey
-	sh  int
-	c   *cell
+	kp *kindPlan
+	h  hkey
+	sh int
+	c  *cell
 }
 
 type slots struct {
@@ -156,7 +157,6 @@ func (s *MemoryStore) collect(p *plan, id *ident, ss *slots, slotsOnly bool) {
 		if kp == nil || slotsOnly && kp.concurrent == 0 {
 			continue
 		}
-		key := id.key(k)
 		var h hkey
 		switch k {
 		case kindUser, kindSessionUser, kindSession:
@@ -170,12 +170,16 @@ func (s *MemoryStore) collect(p *plan, id *ident, ss *slots, slotsOnly bool) {
 				}
 				h = hSession
 			}
+		case kindOrg:
+			h = s.hashOf(id.org)
+		case kindAgent:
+			h = s.hashOf(id.agent)
 		default:
-			h = s.hashOf(key.a)
+			h = s.hGlobal
 		}
 		h = h.kind(k)
 		sh := shardOfHash(h)
-		ss.s[ss.n] = slot{kp: kp, key: key, h: h, sh: sh}
+		ss.s[ss.n] = slot{kp: kp, h: h, sh: sh}
 		ss.n++
 		// insert sh into the sorted unique lock list
 		i := 0
@@ -203,6 +207,19 @@ func (s *MemoryStore) unlock(ss *slots) {
 	}
 }
 
+// find fills in the cells of ss that exist and pins them (so that creating
+// another cell of the call cannot evict them). The lookups do not depend on
+// each other, so their cache misses overlap. The shards are locked.
+func (s *MemoryStore) find(ss *slots) {
+	for i := 0; i < ss.n; i++ {
+		sl := &ss.s[i]
+		if c := s.shards[sl.sh].m.get(sl.h); c != nil {
+			sl.c = c
+			c.pin++
+		}
+	}
+}
+
 func (s *MemoryStore) reserve(_ context.Context, p *plan, r *Reservation) (*airlock.RateLimit, error) {
 	var ss slots
 	s.collect(p, &r.id, &ss, false)
@@ -213,21 +230,22 @@ func (s *MemoryStore) reserve(_ context.Context, p *plan, r *Reservation) (*airl
 	now := r.at
 	s.lock(&ss)
 	defer s.unlock(&ss)
+	s.find(&ss)
 	var refusal *airlock.RateLimit
-	pinned := 0
 	for i := 0; i < ss.n; i++ {
 		sl := &ss.s[i]
-		c := s.get(sl, now)
-		if c == nil {
-			refusal = &airlock.RateLimit{Scope: kindScopes[sl.kp.kind], Key: sl.key.String(), Dimension: DimKeys,
-				Limit: float64(s.perShard * nShards), Used: float64(s.perShard * nShards)}
-			retryAfter(refusal, sweepRetryEvery)
-			break
+		if sl.c == nil {
+			c := s.create(sl, r.id.key(sl.kp.kind), now)
+			if c == nil {
+				refusal = &airlock.RateLimit{Scope: kindScopes[sl.kp.kind], Key: r.id.key(sl.kp.kind).String(), Dimension: DimKeys,
+					Limit: float64(s.perShard * nShards), Used: float64(s.perShard * nShards)}
+				retryAfter(refusal, sweepRetryEvery)
+				break
+			}
+			sl.c = c
+			c.pin++
 		}
-		sl.c = c
-		c.pin++
-		pinned++
-		if refusal = c.check(sl.kp, sl.key, now, &r.am, cfg); refusal != nil {
+		if refusal = sl.c.check(sl.kp, r.id.key(sl.kp.kind), now, &r.am, cfg); refusal != nil {
 			break
 		}
 	}
@@ -240,23 +258,22 @@ func (s *MemoryStore) reserve(_ context.Context, p *plan, r *Reservation) (*airl
 			}
 		}
 	}
-	for j := 0; j < pinned; j++ {
-		ss.s[j].c.pin--
+	for j := 0; j < ss.n; j++ {
+		if c := ss.s[j].c; c != nil {
+			c.pin--
+		}
 	}
 	return refusal, nil
 }
 
-// get returns the cell of sl, creating it; nil when the shard is full of
-// keys that still hold usage. The shard is locked.
-func (s *MemoryStore) get(sl *slot, now int64) *cell {
+// create makes the cell of sl, which does not exist yet; nil when the shard
+// is full of keys that still hold usage. The shard is locked.
+func (s *MemoryStore) create(sl *slot, key ckey, now int64) *cell {
 	sh := &s.shards[sl.sh]
-	if c, ok := sh.m[sl.h]; ok {
-		return c
-	}
 	if now-sh.lastSweep >= sweepEvery {
 		s.sweep(sh, now, -1, true)
 	}
-	if len(sh.m) >= s.perShard {
+	if sh.m.n >= s.perShard {
 		// Full: evict keys holding nothing, else keys holding only the
 		// slow-and-steady signal (or a session's message count); never
 		// keys holding usage. When nothing can go, refuse new keys at once
@@ -268,7 +285,7 @@ func (s *MemoryStore) get(sl *slot, now int64) *cell {
 		if s.sweep(sh, now, evictSample, true) == 0 {
 			s.sweep(sh, now, evictSample, false)
 		}
-		if len(sh.m) >= s.perShard {
+		if sh.m.n >= s.perShard {
 			sh.fullUntil = now + sweepRetryEvery
 			return nil
 		}
@@ -281,34 +298,52 @@ func (s *MemoryStore) get(sl *slot, now int64) *cell {
 	} else {
 		c = newCell(sl.kp)
 	}
-	c.key = sl.key
-	sh.m[sl.h] = c
+	c.key, c.h = key, sl.h
+	sh.m.put(c)
 	return c
 }
 
 // sweep evicts idle cells (see cell.idle), looking at up to limit of them
-// (all when limit < 0), and returns how many it evicted.
+// from where the last limited sweep stopped (all of them when limit < 0),
+// and returns how many it evicted.
 func (s *MemoryStore) sweep(sh *mshard, now int64, limit int, withPressure bool) int {
 	p, cfg := s.l.p, &s.l.cfg
 	if limit < 0 {
 		sh.lastSweep = now
 	}
+	x := &sh.m
+	size := len(x.slots)
+	if size == 0 {
+		return 0
+	}
+	i := 0
+	if limit >= 0 {
+		i = sh.cursor & (size - 1)
+	}
 	n, seen := 0, 0
-	for h, c := range sh.m {
-		if limit >= 0 && seen >= limit {
-			break
+	for steps := 0; steps < size && (limit < 0 || seen < limit); {
+		c := x.slots[i].c
+		if c == nil {
+			i, steps = (i+1)&(size-1), steps+1
+			continue
 		}
 		seen++
 		kd := c.key.k
 		kp := p.kinds[kd]
 		if kp == nil || c.idle(kp, now, cfg, withPressure) {
-			delete(sh.m, h)
+			// Deleting shifts a later cell into slot i: look at it again.
+			x.deleteAt(i)
 			n++
 			if kp != nil && len(sh.free[kd]) < maxFree {
 				c.key = ckey{}
 				sh.free[kd] = append(sh.free[kd], c)
 			}
+			continue
 		}
+		i, steps = (i+1)&(size-1), steps+1
+	}
+	if limit >= 0 {
+		sh.cursor = i
 	}
 	return n
 }
@@ -320,12 +355,15 @@ func (s *MemoryStore) refund(_ context.Context, p *plan, r *Reservation, what re
 		return nil
 	}
 	cfg := &s.l.cfg
-	now := s.l.now()
+	var now int64
+	if what&(refundUsage|refundAll) != 0 { // giving back a slot needs no clock
+		now = s.l.now()
+	}
 	s.lock(&ss)
 	defer s.unlock(&ss)
 	for i := 0; i < ss.n; i++ {
 		sl := &ss.s[i]
-		if c, ok := s.shards[sl.sh].m[sl.h]; ok {
+		if c := s.shards[sl.sh].m.get(sl.h); c != nil {
 			c.refund(sl.kp, now, r.at, &r.am, what, cfg)
 		}
 	}
@@ -338,7 +376,11 @@ func (s *MemoryStore) usage(_ context.Context, p *plan, now int64, scope, key st
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for _, c := range sh.m {
+		for _, is := range sh.m.slots {
+			c := is.c
+			if c == nil {
+				continue
+			}
 			k := c.key
 			kp := p.kinds[k.k]
 			if kp == nil || !wantKind(scope, k.k) || !keyMatches(k, scope, key) {
@@ -355,12 +397,12 @@ func (s *MemoryStore) usage(_ context.Context, p *plan, now int64, scope, key st
 }
 
 func (s *MemoryStore) pressure(kp *kindPlan, key ckey, now int64) (int, float64) {
-	h := s.hkeyOf(key)
-	sh := &s.shards[shardOfHash(h)]
+	h, shi := s.locate(key)
+	sh := &s.shards[shi]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	c, ok := sh.m[h]
-	if !ok {
+	c := sh.m.get(h)
+	if c == nil {
 		return -1, 0
 	}
 	best, frac := -1, 0.0
