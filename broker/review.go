@@ -314,7 +314,7 @@ func (b *Broker) decideClaimed(ctx context.Context, call, effective *airlock.Too
 }
 
 // checkSigned verifies a verdict when the policy names reviewers: signed by
-// the named reviewer's nkey, fresh, bound to the arguments, and never seen
+// the named reviewer's nkey or ed25519 SSH key (auth.VerdictKeys), fresh, bound to the arguments, and never seen
 // before (its nonce is recorded with a create, so a replay fails on every
 // broker). It returns the refusal, or "".
 func (b *Broker) checkSigned(ctx context.Context, pol *policy.Policy, r airlock.Review) string {
@@ -322,10 +322,11 @@ func (b *Broker) checkSigned(ctx context.Context, pol *policy.Policy, r airlock.
 	if !ok {
 		return fmt.Sprintf("review: %s is not a reviewer in the policy's auth: section", r.Reviewer)
 	}
-	if id.NKey == "" {
-		return fmt.Sprintf("review: reviewer %s has no nkey, and verdicts must be signed (airlock keys new reviewer %s)", r.Reviewer, r.Reviewer)
+	keys := auth.VerdictKeys(id)
+	if len(keys) == 0 {
+		return fmt.Sprintf("review: reviewer %s has no nkey (nor an ed25519 ssh_key), and verdicts must be signed (airlock keys new reviewer %s)", r.Reviewer, r.Reviewer)
 	}
-	switch err := auth.VerifyReview(r, id.NKey); {
+	switch err := auth.VerifyReviewAny(r, keys); {
 	case errors.Is(err, auth.ErrUnsigned):
 		return "review: unsigned verdict refused: reviewers sign their verdicts (--key FILE)"
 	case errors.Is(err, auth.ErrWrongKey):

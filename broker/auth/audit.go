@@ -24,13 +24,14 @@ func (e *SignatureError) Error() string {
 }
 
 // VerifyAuditedReviews checks the signature of every reviewer's verdict in
-// the audit log's decision events against reviewers (name → nkey public
-// key, as in the policy's auth.reviewers; see ReviewerKeys). It returns how
+// the audit log's decision events against reviewers (name → the public keys
+// their verdicts may be signed with, as in the policy's auth.reviewers; see
+// ReviewerKeys). It returns how
 // many verdicts it checked and a *SignatureError for the first that is
 // unsigned, signed by another key, or whose signature does not verify.
 // Decisions no human made (policy, grants, expiry) carry no verdict and are
 // not counted. For `airlock audit verify --signatures`.
-func VerifyAuditedReviews(db *sql.DB, reviewers map[string]string) (checked int, err error) {
+func VerifyAuditedReviews(db *sql.DB, reviewers map[string][]string) (checked int, err error) {
 	rows, err := db.QueryContext(context.Background(),
 		`SELECT seq, call_id, payload FROM events WHERE kind = ? AND json_extract(payload, '$.review') IS NOT NULL ORDER BY seq`,
 		airlock.EventDecision)
@@ -55,11 +56,11 @@ func VerifyAuditedReviews(db *sql.DB, reviewers map[string]string) (checked int,
 		if !strings.HasPrefix(rec.Decision.DecidedBy, "reviewer:") {
 			continue
 		}
-		want, ok := reviewers[r.Reviewer]
+		keys, ok := reviewers[r.Reviewer]
 		if !ok {
-			return checked, &SignatureError{Seq: seq, CallID: id, Reviewer: r.Reviewer, Reason: "not a reviewer with an nkey in the policy"}
+			return checked, &SignatureError{Seq: seq, CallID: id, Reviewer: r.Reviewer, Reason: "not a reviewer with a verdict key (nkey or ed25519 ssh_key) in the policy"}
 		}
-		if err := VerifyReview(r, want); err != nil {
+		if err := VerifyReviewAny(r, keys); err != nil {
 			return checked, &SignatureError{Seq: seq, CallID: id, Reviewer: r.Reviewer, Reason: strings.TrimPrefix(err.Error(), "auth: ")}
 		}
 		checked++

@@ -11,12 +11,15 @@
 package auth
 
 import (
+	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
+	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/broker/policy"
@@ -220,17 +223,58 @@ func short(s string) string {
 
 // ReviewerKeys maps each reviewer's name to its nkey public key (reviewers
 // with a token only are left out: they cannot sign).
-func ReviewerKeys(pol *policy.Policy) map[string]string {
-	out := map[string]string{}
+func ReviewerKeys(pol *policy.Policy) map[string][]string {
+	out := map[string][]string{}
 	if !Enabled(pol) {
 		return out
 	}
 	for n, id := range pol.Auth.Reviewers {
-		if id.NKey != "" {
-			out[n] = id.NKey
+		if keys := VerdictKeys(id); len(keys) > 0 {
+			out[n] = keys
 		}
 	}
 	return out
+}
+
+// VerdictKeys returns the public keys (nkey form) a reviewer's verdicts may
+// be signed with: the reviewer's nkey, and the reviewer's SSH key when it is
+// an ed25519 key (the console over SSH has the reviewer's own ssh-agent
+// sign through agent forwarding, so the server holds no reviewer's key; an
+// ed25519 signature is the same whoever computes it).
+func VerdictKeys(id policy.Identity) []string {
+	var keys []string
+	if id.NKey != "" {
+		keys = append(keys, id.NKey)
+	}
+	if k, err := SSHVerdictKey(id.SSHKey); err == nil {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// SSHVerdictKey returns the nkey form of an ssh-ed25519 authorized key (the
+// form verdicts name their key in), or an error for any other key type.
+func SSHVerdictKey(authorizedKey string) (string, error) {
+	if strings.TrimSpace(authorizedKey) == "" {
+		return "", errors.New("auth: no ssh key")
+	}
+	pk, _, _, _, err := gossh.ParseAuthorizedKey([]byte(authorizedKey))
+	if err != nil {
+		return "", fmt.Errorf("auth: ssh key: %w", err)
+	}
+	cpk, ok := pk.(gossh.CryptoPublicKey)
+	if !ok {
+		return "", fmt.Errorf("auth: ssh key type %s cannot sign verdicts (ed25519 only)", pk.Type())
+	}
+	edk, ok := cpk.CryptoPublicKey().(ed25519.PublicKey)
+	if !ok {
+		return "", fmt.Errorf("auth: ssh key type %s cannot sign verdicts (ed25519 only)", pk.Type())
+	}
+	enc, err := nkeys.Encode(nkeys.PrefixByteUser, edk)
+	if err != nil {
+		return "", fmt.Errorf("auth: ssh key: %w", err)
+	}
+	return string(enc), nil
 }
 
 // AgentKey returns the agent's nkey public key, if it has one.

@@ -48,6 +48,20 @@ func SignReview(kp nkeys.KeyPair, r *airlock.Review) error {
 	if kp == nil || r == nil {
 		return errors.New("auth: sign: no key or no review")
 	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return fmt.Errorf("auth: sign: %w", err)
+	}
+	return SignReviewWith(pub, kp.Sign, r)
+}
+
+// SignReviewWith is SignReview for a key held elsewhere: pub is its public
+// key in nkey form and sign returns the ed25519 signature of the payload (a
+// reviewer's ssh-agent reached through agent forwarding, for instance).
+func SignReviewWith(pub string, sign func(payload []byte) ([]byte, error), r *airlock.Review) error {
+	if pub == "" || sign == nil || r == nil {
+		return errors.New("auth: sign: no key or no review")
+	}
 	if r.Timestamp.IsZero() {
 		r.Timestamp = time.Now().UTC()
 	}
@@ -57,15 +71,11 @@ func SignReview(kp nkeys.KeyPair, r *airlock.Review) error {
 	if r.UpdatedArguments != nil {
 		r.ArgsHash = airlock.ArgsHash(r.UpdatedArguments)
 	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		return fmt.Errorf("auth: sign: %w", err)
-	}
 	payload, err := ReviewPayload(r)
 	if err != nil {
 		return fmt.Errorf("auth: sign: %w", err)
 	}
-	sig, err := kp.Sign(payload)
+	sig, err := sign(payload)
 	if err != nil {
 		return fmt.Errorf("auth: sign: %w", err)
 	}
@@ -80,6 +90,20 @@ var (
 	ErrWrongKey     = errors.New("auth: the verdict is signed with a key that is not the reviewer's")
 	ErrBadSignature = errors.New("auth: the verdict's signature does not verify")
 )
+
+// VerifyReviewAny checks that r is signed, over its contents, by the key
+// it names, and that this key is one of keys (the reviewer's verdict keys).
+func VerifyReviewAny(r airlock.Review, keys []string) error {
+	if r.Signature == "" {
+		return ErrUnsigned
+	}
+	for _, k := range keys {
+		if k != "" && k == r.PublicKey {
+			return VerifyReview(r, k)
+		}
+	}
+	return ErrWrongKey
+}
 
 // VerifyReview checks that r is signed by wantPub over its contents.
 func VerifyReview(r airlock.Review, wantPub string) error {
