@@ -1076,14 +1076,23 @@ func (p *parser) identities(n *yaml.Node, path string, reviewer bool) map[string
 			if !reviewer {
 				p.errf(v, join(ip, "ssh_key"), "only reviewers have SSH keys (for the console over SSH)")
 			} else if s, ok := p.str(v, join(ip, "ssh_key")); ok {
-				if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(s)); err != nil {
+				if pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(s)); err != nil {
 					p.errf(v, join(ip, "ssh_key"), "not an SSH public key (e.g. ssh-ed25519 AAAA… as in authorized_keys)")
+				} else if pk.Type() != ssh.KeyAlgoED25519 && id.NKey == "" {
+					p.warnf(v, join(ip, "ssh_key"), "a %s key cannot sign verdicts (only ed25519 keys can, through ssh -A); without an nkey this reviewer's verdicts over SSH will be refused", pk.Type())
 				}
 				id.SSHKey = s
 			}
 		}
-		if id.NKey == "" && id.Token == "" {
-			p.errf(node, ip, "needs an nkey (or, for quick starts, a token)")
+		// A reviewer who decides only through the console over SSH needs no
+		// login of their own on the bus: the SSH key identifies them, and
+		// (ed25519) signs their verdicts through their forwarded agent.
+		if id.NKey == "" && id.Token == "" && (!reviewer || id.SSHKey == "") {
+			if reviewer {
+				p.errf(node, ip, "needs an nkey (or, for quick starts, a token; or, for the console over SSH only, an ssh_key)")
+			} else {
+				p.errf(node, ip, "needs an nkey (or, for quick starts, a token)")
+			}
 			continue
 		}
 		out[e.key] = id

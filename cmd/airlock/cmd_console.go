@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/airlock/airlock"
+	"github.com/airlock/airlock/broker/auth"
 	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/internal/sshconsole"
@@ -231,8 +232,10 @@ type sshConsoleConfig struct {
 }
 
 // runConsoleSSH serves the console over SSH: each reviewer connects with
-// the SSH key the policy maps to their name; verdicts are signed with their
-// nkey from --keys-dir when the policy requires signed verdicts.
+// the SSH key the policy maps to their name. When the policy requires
+// signed verdicts, a reviewer who forwards their agent (ssh -A) with an
+// ed25519 key signs with it, and the server holds no key of theirs;
+// otherwise their nkey from --keys-dir signs.
 func runConsoleSSH(ctx context.Context, e env, c sshConsoleConfig) error {
 	if c.policyFile == "" {
 		return usageErr("console --ssh: --policy FILE is required (reviewers' SSH keys come from its auth: section)")
@@ -265,7 +268,17 @@ func runConsoleSSH(ctx context.Context, e env, c sshConsoleConfig) error {
 		return &exitError{Code: 2, Err: err}
 	}
 	defer shared.Close()
-	newBackend := func(name string) tui.Backend {
+	newBackend := func(name string, signer *sshconsole.VerdictSigner) tui.Backend {
+		if signer != nil {
+			// The reviewer's own key signs, through their forwarded agent.
+			rc, err := client.New(shared.Conn(), client.WithReviewSigner(func(r *airlock.Review) error {
+				return auth.SignReviewWith(signer.PublicKey, signer.Sign, r)
+			}))
+			if err == nil {
+				return newConsoleBackend(rc, logger)
+			}
+			logger.Error("ssh console: agent-signing client", "reviewer", name, "err", err)
+		}
 		if c.keysDir != "" {
 			kf := filepath.Join(c.keysDir, name+".nk")
 			if _, err := os.Stat(kf); err == nil {

@@ -22,7 +22,9 @@ import (
 	"charm.land/wish/v2"
 	bm "charm.land/wish/v2/bubbletea"
 	gossh "golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
 
+	"github.com/airlock/airlock/broker/auth"
 	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/tui"
 )
@@ -41,10 +43,12 @@ type Config struct {
 	// NewReviewerBackend is required.
 	NewBackend func() tui.Backend
 	// NewReviewerBackend, when set, is used instead of NewBackend and gets
-	// the session's reviewer name: a backend that signs verdicts with that
-	// reviewer's key (policies with an auth: section require signed
-	// verdicts) needs to know whose key to use.
-	NewReviewerBackend func(reviewer string) tui.Backend
+	// the session's reviewer name and, when the reviewer's SSH client
+	// forwards its agent (ssh -A) and logged in with an ed25519 key, a
+	// signer that has that agent sign verdicts with the reviewer's own key
+	// (nil otherwise): policies with an auth: section require signed
+	// verdicts, and the server then holds no reviewer's key.
+	NewReviewerBackend func(reviewer string, signer *VerdictSigner) tui.Backend
 	// Options are the console options; Reviewer is set per session from
 	// the key, and EditExternal is cleared (an editor would open on the
 	// server, not the reviewer's screen).
@@ -140,7 +144,11 @@ func (s *Server) program(sess ssh.Session) *tea.Program {
 	opts.EditExternal = nil
 	var b tui.Backend
 	if s.cfg.NewReviewerBackend != nil {
-		b = s.cfg.NewReviewerBackend(name)
+		signer := agentSigner(sess)
+		if signer != nil {
+			s.log.Info("verdicts signed by the reviewer's forwarded ssh-agent", "reviewer", name, "key", signer.PublicKey)
+		}
+		b = s.cfg.NewReviewerBackend(name, signer)
 	} else {
 		b = s.cfg.NewBackend()
 	}
@@ -157,6 +165,57 @@ func (s *Server) program(sess ssh.Session) *tea.Program {
 	}()
 	s.log.Info("reviewer connected", "reviewer", name, "remote", sess.RemoteAddr())
 	return p
+}
+
+// VerdictSigner signs verdicts with a key the server does not hold: the
+// reviewer's ssh-agent, reached through the session's agent forwarding.
+type VerdictSigner struct {
+	// PublicKey is the key in nkey form (auth.SSHVerdictKey), the form a
+	// verdict names its key in.
+	PublicKey string
+	key       gossh.PublicKey
+	conn      gossh.Conn
+}
+
+// Sign has the reviewer's agent sign payload; it returns the raw ed25519
+// signature. Each call opens its own agent channel to the client.
+func (v *VerdictSigner) Sign(payload []byte) ([]byte, error) {
+	ch, reqs, err := v.conn.OpenChannel(agentChannel, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sshconsole: reach the reviewer's ssh-agent: %w", err)
+	}
+	go gossh.DiscardRequests(reqs)
+	defer ch.Close()
+	sig, err := agent.NewClient(ch).Sign(v.key, payload)
+	if err != nil {
+		return nil, fmt.Errorf("sshconsole: the reviewer's ssh-agent did not sign: %w", err)
+	}
+	if sig.Format != gossh.KeyAlgoED25519 {
+		return nil, fmt.Errorf("sshconsole: the reviewer's ssh-agent signed with %s, want %s", sig.Format, gossh.KeyAlgoED25519)
+	}
+	return sig.Blob, nil
+}
+
+// agentChannel is the channel type OpenSSH opens to a forwarded agent.
+const agentChannel = "auth-agent@openssh.com"
+
+// agentSigner returns a signer over the session's forwarded agent for the
+// ed25519 key the reviewer logged in with, or nil when the client forwards
+// no agent or logged in with another key type.
+func agentSigner(sess ssh.Session) *VerdictSigner {
+	if !ssh.AgentRequested(sess) {
+		return nil
+	}
+	key := sess.PublicKey()
+	conn, ok := sess.Context().Value(ssh.ContextKeyConn).(gossh.Conn)
+	if key == nil || !ok || key.Type() != gossh.KeyAlgoED25519 {
+		return nil
+	}
+	pub, err := auth.SSHVerdictKey(string(gossh.MarshalAuthorizedKey(key)))
+	if err != nil {
+		return nil
+	}
+	return &VerdictSigner{PublicKey: pub, key: key, conn: conn}
 }
 
 // Serve accepts SSH connections on ln until ctx ends.

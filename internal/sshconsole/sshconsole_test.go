@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"database/sql"
 	"io"
 	"net"
 	"path/filepath"
@@ -16,8 +17,11 @@ import (
 
 	"github.com/charmbracelet/x/ansi"
 	gossh "golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
 
 	"github.com/airlock/airlock"
+	"github.com/airlock/airlock/audit"
+	"github.com/airlock/airlock/broker/auth"
 	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/internal/sshconsole"
@@ -107,9 +111,21 @@ func startConsole(t *testing.T, h *brokertest.Broker, reviewers map[string]strin
 	srv, err := sshconsole.New(sshconsole.Config{
 		HostKeyPath: filepath.Join(t.TempDir(), "host_ed25519"),
 		Reviewers:   reviewers,
-		NewReviewerBackend: func(reviewer string) tui.Backend {
+		NewReviewerBackend: func(reviewer string, signer *sshconsole.VerdictSigner) tui.Backend {
 			sessions <- reviewer
-			return clientBackend{h.Client}
+			if signer == nil {
+				return clientBackend{h.Client}
+			}
+			// As airlock console --ssh wires it: verdicts signed by the
+			// reviewer's forwarded agent.
+			c, err := client.New(h.NC, client.WithReviewSigner(func(r *airlock.Review) error {
+				return auth.SignReviewWith(signer.PublicKey, signer.Sign, r)
+			}))
+			if err != nil {
+				t.Error(err)
+				return nil
+			}
+			return clientBackend{c}
 		},
 		Options: tui.Options{Review: policy.Review{GraceMS: -1}},
 	})
@@ -215,6 +231,134 @@ func TestApproveOverSSH(t *testing.T) {
 		t.Fatalf("no decision after pressing a; screen:\n%s", scr.text())
 	}
 	_, _ = io.WriteString(stdin, "q")
+}
+
+// TestSignedVerdictThroughForwardedAgent: with a policy that requires
+// signed verdicts and bob's ed25519 SSH key as his only key, bob approves
+// over SSH with his agent forwarded (ssh -A): the agent signs, the broker
+// accepts the verdict, and the audit log proves bob's key approved, while
+// the server never held a key of bob's. Without the agent, the same
+// keystroke is refused as unsigned.
+func TestSignedVerdictThroughForwardedAgent(t *testing.T) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authorized := strings.TrimSpace(string(gossh.MarshalAuthorizedKey(signer.PublicKey())))
+	pol := sshPolicy + "auth:\n  reviewers:\n    bob: {ssh_key: \"" + authorized + "\"}\n"
+	h := brokertest.Start(t, pol)
+	addr, _ := startConsole(t, h, map[string]string{authorized: "bob"})
+
+	for _, tt := range []struct {
+		name    string
+		forward bool
+		want    airlock.Verdict
+	}{
+		{"agent-signed-accepted", true, airlock.VerdictApproved},
+		{"without-agent-refused", false, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			id := "ssh-signed-" + tt.name
+			decided := make(chan airlock.Decision, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+				defer cancel()
+				d, _ := h.Client.Submit(ctx, &airlock.ToolCall{ID: id, Agent: "builder", User: "alice", Tool: "Bash",
+					Arguments: map[string]any{"command": "make " + tt.name}})
+				decided <- d
+			}()
+			h.WaitPendingID(t, id)
+
+			c, err := dial(addr, signer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if tt.forward {
+				keyring := agent.NewKeyring()
+				if err := keyring.Add(agent.AddedKey{PrivateKey: priv}); err != nil {
+					t.Fatal(err)
+				}
+				if err := agent.ForwardToAgent(c, keyring); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sess, err := c.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sess.Close()
+			if tt.forward {
+				if err := agent.RequestAgentForwarding(sess); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := sess.RequestPty("xterm-256color", 40, 120, gossh.TerminalModes{}); err != nil {
+				t.Fatal(err)
+			}
+			var scr screen
+			sess.Stdout = &scr
+			stdin, err := sess.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sess.Shell(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for !strings.Contains(scr.text(), "make "+tt.name) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the queue never showed the call; screen:\n%s", scr.text())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if _, err := io.WriteString(stdin, "a"); err != nil {
+				t.Fatal(err)
+			}
+			if tt.want == "" {
+				deadline = time.Now().Add(20 * time.Second)
+				for !strings.Contains(scr.text(), "unsigned") {
+					if time.Now().After(deadline) {
+						t.Fatalf("an unsigned approval was not refused on screen:\n%s", scr.text())
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				if p, err := h.Client.GetPending(context.Background(), id); err != nil || p == nil {
+					t.Fatalf("the call no longer waits after a refused verdict: %v", err)
+				}
+				_, _ = io.WriteString(stdin, "q")
+				return
+			}
+			select {
+			case d := <-decided:
+				if d.Verdict != tt.want || d.DecidedBy != "reviewer:bob" {
+					t.Fatalf("got %+v, want approved by reviewer:bob", d)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("no decision after pressing a; screen:\n%s", scr.text())
+			}
+			n, err := auth.VerifyAuditedReviews(dbOf(t, h), auth.ReviewerKeys(h.B.Policy()))
+			if err != nil || n != 1 {
+				t.Fatalf("audit verify --signatures: %d checked, %v; want bob's one verdict", n, err)
+			}
+			_, _ = io.WriteString(stdin, "q")
+		})
+	}
+}
+
+// dbOf opens the broker's audit log read-only.
+func dbOf(t *testing.T, h *brokertest.Broker) *sql.DB {
+	t.Helper()
+	r, err := audit.OpenReadOnly(audit.PathIn(h.Dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r.DB()
 }
 
 func TestUnknownKeyRefused(t *testing.T) {
