@@ -181,6 +181,7 @@ func (b *Broker) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	st.nc = b.nc
 	b.st = st
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.recover(ctx, true)

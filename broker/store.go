@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/airlock/airlock"
@@ -47,26 +49,42 @@ type callRecord struct {
 	callJSON []byte
 }
 
-// callRecordRaw is callRecord with the call already encoded: the same
-// fields, names and order, so that it encodes to the same bytes.
-type callRecordRaw struct {
-	State       string            `json:"state"`
-	Fingerprint string            `json:"fingerprint"`
-	Call        json.RawMessage   `json:"call"`
-	Decision    *airlock.Decision `json:"decision,omitempty"`
-	ClaimedBy   string            `json:"claimed_by,omitempty"`
-	ClaimedAt   time.Time         `json:"claimed_at,omitempty"`
-	Approvals   []string          `json:"approvals,omitempty"`
-	UpdatedAt   time.Time         `json:"updated_at"`
+// callRecordHead and callRecordTail are callRecord's fields before and
+// after the call, with the same names, order and options: encode writes
+// head, the call's JSON, tail, which is what json.Marshal writes.
+type callRecordHead struct {
+	State       string `json:"state"`
+	Fingerprint string `json:"fingerprint"`
 }
 
-// encode is json.Marshal(r), reusing r.callJSON when set.
+type callRecordTail struct {
+	Decision  *airlock.Decision `json:"decision,omitempty"`
+	ClaimedBy string            `json:"claimed_by,omitempty"`
+	ClaimedAt time.Time         `json:"claimed_at,omitempty"`
+	Approvals []string          `json:"approvals,omitempty"`
+	UpdatedAt time.Time         `json:"updated_at"`
+}
+
+// encode is json.Marshal(r), reusing r.callJSON when set (the call is most
+// of a record; encoding/json would also re-scan it as a json.RawMessage).
 func (r *callRecord) encode() ([]byte, error) {
 	if r.callJSON == nil {
 		return json.Marshal(r)
 	}
-	return json.Marshal(callRecordRaw{State: r.State, Fingerprint: r.Fingerprint, Call: r.callJSON, Decision: r.Decision,
-		ClaimedBy: r.ClaimedBy, ClaimedAt: r.ClaimedAt, Approvals: r.Approvals, UpdatedAt: r.UpdatedAt})
+	head, err := json.Marshal(callRecordHead{State: r.State, Fingerprint: r.Fingerprint})
+	if err != nil {
+		return nil, err
+	}
+	tail, err := json.Marshal(callRecordTail{Decision: r.Decision, ClaimedBy: r.ClaimedBy, ClaimedAt: r.ClaimedAt, Approvals: r.Approvals, UpdatedAt: r.UpdatedAt})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(head)+len(r.callJSON)+len(tail)+8)
+	out = append(out, head[:len(head)-1]...)
+	out = append(out, `,"call":`...)
+	out = append(out, r.callJSON...)
+	out = append(out, ',')
+	return append(out, tail[1:]...), nil
 }
 
 // execIndexPrefix indexes sandbox runs under way in the state bucket.
@@ -85,6 +103,9 @@ type store struct {
 	pending jetstream.KeyValue
 	grants  jetstream.KeyValue
 	state   jetstream.KeyValue
+	// nc, when set, writes call records through plain requests first
+	// (see putCall); nil: through the KV API only.
+	nc *nats.Conn
 }
 
 // openStore creates or binds the buckets with the given replica count.
@@ -191,7 +212,13 @@ func (s *store) create(ctx context.Context, id string, rec callRecord) (rev uint
 	if err != nil {
 		return 0, false, err
 	}
-	retried := false
+	r, quick := s.putCall(ctx, id, b, 0)
+	if quick == putLanded {
+		return r, true, nil
+	}
+	// After a quick write whose answer was lost or unclear, what follows
+	// is a retry of a write that may have landed.
+	retried := quick == putUnknown
 	err = retryTransient(ctx, func() (err error) {
 		rev, err = s.calls.Create(ctx, id, b)
 		if retried && isRevisionMismatch(err) {
@@ -213,6 +240,76 @@ func (s *store) create(ctx context.Context, id string, rec callRecord) (rev uint
 	return rev, true, nil
 }
 
+// putCall writes a call record at the key's revision rev (0: the key must
+// not exist) the way the KV API does (a publish to the bucket's subject
+// that expects the subject's last sequence to be rev), as a plain request
+// whose acknowledgement is read without a JSON decoder. Only a clean
+// acknowledgement is putLanded; the caller writes through the KV API after
+// anything else: after putRefused (the stream answered with an error: not
+// stored) as a first attempt, after putUnknown (no answer, or one it
+// cannot read; possibly stored) as a retry.
+func (s *store) putCall(ctx context.Context, key string, value []byte, rev uint64) (uint64, putResult) {
+	if s.nc == nil || ctx.Err() != nil {
+		return 0, putSkipped
+	}
+	m := &nats.Msg{Subject: "$KV." + BucketCalls + "." + key, Data: value, Header: nats.Header{}}
+	m.Header[jetstream.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(rev, 10)}
+	resp, err := s.nc.RequestMsg(m, putCallTimeout)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return 0, putRefused // nobody received it
+		}
+		return 0, putUnknown
+	}
+	if seq, ok := parsePubAck(resp.Data); ok {
+		return seq, putLanded
+	}
+	if bytes.HasPrefix(resp.Data, []byte(`{"error":{`)) {
+		return 0, putRefused
+	}
+	return 0, putUnknown
+}
+
+// putResult is how a quick call-record write ended.
+type putResult int
+
+const (
+	putSkipped putResult = iota // not tried
+	putLanded                   // stored, acknowledged
+	putRefused                  // not stored
+	putUnknown                  // perhaps stored
+)
+
+// putCallTimeout is how long putCall waits for the acknowledgement (the KV
+// API's default).
+const putCallTimeout = 5 * time.Second
+
+// parsePubAck reads the sequence from a JetStream publish acknowledgement
+// of the form {"stream":"NAME","seq":N...}; anything else (an error, a
+// duplicate, another shape) is not ok.
+func parsePubAck(b []byte) (uint64, bool) {
+	if !bytes.HasPrefix(b, []byte(`{"stream":"`)) || bytes.Contains(b, []byte(`"error"`)) || bytes.Contains(b, []byte(`"duplicate"`)) {
+		return 0, false
+	}
+	i := bytes.Index(b, []byte(`","seq":`))
+	if i < 0 {
+		return 0, false
+	}
+	rest := b[i+len(`","seq":`):]
+	n := 0
+	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+		n++
+	}
+	if n == 0 || n > 19 || n == len(rest) || (rest[n] != ',' && rest[n] != '}') {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(string(rest[:n]), 10, 64)
+	if err != nil || seq == 0 {
+		return 0, false
+	}
+	return seq, true
+}
+
 // errLostRace is a compare-and-set that another writer won.
 var errLostRace = errors.New("broker: another broker or reviewer changed the call first")
 
@@ -222,8 +319,12 @@ func (s *store) update(ctx context.Context, id string, rec callRecord, rev uint6
 	if err != nil {
 		return 0, err
 	}
+	r, quick := s.putCall(ctx, id, b, rev)
+	if quick == putLanded {
+		return r, nil
+	}
 	var nrev uint64
-	retried := false
+	retried := quick == putUnknown
 	err = retryTransient(ctx, func() (err error) {
 		nrev, err = s.calls.Update(ctx, id, b, rev)
 		if retried && isRevisionMismatch(err) {

@@ -150,3 +150,104 @@ func TestRecordEncodeReusesCallJSON(t *testing.T) {
 		})
 	}
 }
+
+// countingKV counts the writes that went through the KV API.
+type countingKV struct {
+	jetstream.KeyValue
+	writes atomic.Int64
+}
+
+func (c *countingKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
+	c.writes.Add(1)
+	return c.KeyValue.Create(ctx, key, value, opts...)
+}
+
+func (c *countingKV) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	c.writes.Add(1)
+	return c.KeyValue.Update(ctx, key, value, rev)
+}
+
+// TestStoreQuickWrites: call records written through plain requests keep
+// the KV API's rules (create only once, update only at the current
+// revision, create again after a purge), fall back to the KV API for
+// everything but a clean acknowledgement, and read back as written.
+func TestStoreQuickWrites(t *testing.T) {
+	srv, err := StartEmbedded(EmbeddedOptions{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(t.TempDir(), "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := t.Context()
+	st, err := openStore(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := &countingKV{KeyValue: st.calls}
+	st.calls, st.nc = kv, nc
+	rec := callRecord{State: stateEvaluating, Call: airlock.ToolCall{ID: "q1", Agent: "a", Tool: "t"}, ClaimedBy: "me"}
+
+	rev, created, err := st.create(ctx, "q1", rec)
+	if err != nil || !created || rev == 0 {
+		t.Fatalf("create: rev %d created %v err %v; want created", rev, created, err)
+	}
+	if n := kv.writes.Load(); n != 0 {
+		t.Fatalf("a clean create went through the KV API %d times, want 0", n)
+	}
+	if _, created, err := st.create(ctx, "q1", rec); err != nil || created {
+		t.Fatalf("create of an existing id: created %v err %v; want not created", created, err)
+	}
+	if kv.writes.Load() == 0 {
+		t.Fatalf("a refused quick create did not fall back to the KV API")
+	}
+	rec.State = stateDecided
+	nrev, err := st.update(ctx, "q1", rec, rev)
+	if err != nil || nrev <= rev {
+		t.Fatalf("update: rev %d err %v; want a newer revision", nrev, err)
+	}
+	got, grev, found, err := st.get(ctx, "q1")
+	if err != nil || !found || got.State != stateDecided || grev != nrev {
+		t.Fatalf("record %+v at %d (found %v, err %v), want decided at %d", got, grev, found, err, nrev)
+	}
+	if _, err := st.update(ctx, "q1", rec, rev); !errors.Is(err, errLostRace) {
+		t.Fatalf("update at a stale revision: %v, want errLostRace", err)
+	}
+	if err := st.remove(ctx, "q1", nrev); err != nil {
+		t.Fatal(err)
+	}
+	if _, created, err := st.create(ctx, "q1", rec); err != nil || !created {
+		t.Fatalf("create after a purge: created %v err %v; want created", created, err)
+	}
+}
+
+func TestParsePubAck(t *testing.T) {
+	tests := []struct {
+		in     string
+		want   uint64
+		wantOK bool
+	}{
+		{`{"stream":"KV_airlock_calls","seq":42}`, 42, true},
+		{`{"stream":"KV_airlock_calls","domain":"hub","seq":7}`, 7, true},
+		{`{"stream":"KV_airlock_calls","seq":9,"val":"x"}`, 9, true},
+		{`{"stream":"KV_airlock_calls","seq":0}`, 0, false},
+		{`{"stream":"KV_airlock_calls","seq":5,"duplicate":true}`, 0, false},
+		{`{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 3"},"stream":"KV_airlock_calls","seq":0}`, 0, false},
+		{`{"stream":"KV_airlock_calls","error":{"code":503},"seq":4}`, 0, false},
+		{`{"stream":"KV_airlock_calls","seq":12345678901234567890}`, 0, false},
+		{`{"stream":"KV_airlock_calls","seq":`, 0, false},
+		{`{"stream":"KV_airlock_calls","seq":1x}`, 0, false},
+		{``, 0, false},
+		{`{"type":"io.nats.jetstream.api.v1.pub_ack"}`, 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := parsePubAck([]byte(tt.in))
+		if got != tt.want || ok != tt.wantOK {
+			t.Errorf("parsePubAck(%s): got %d %v, want %d %v", tt.in, got, ok, tt.want, tt.wantOK)
+		}
+	}
+}

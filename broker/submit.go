@@ -33,9 +33,13 @@ func (b *Broker) handleSubmit(req micro.Request) {
 	agent := lastToken(req.Subject())
 	body := append([]byte(nil), req.Data()...)
 	b.spawn(func() {
-		d, ok := b.Submit(b.ctx, agent, body)
+		d, reply, ok := b.submit(b.ctx, agent, body)
 		if !ok {
 			return // shutting down: no answer; the agent retries with the same id
+		}
+		if reply != nil {
+			_ = req.Respond(reply)
+			return
 		}
 		respondJSON(req, d)
 	})
@@ -45,9 +49,17 @@ func (b *Broker) handleSubmit(req micro.Request) {
 // airlock.submit.<agent>. ok is false when the broker is shutting down
 // before the call was decided.
 func (b *Broker) Submit(ctx context.Context, agent string, body []byte) (airlock.Decision, bool) {
+	d, _, ok := b.submit(ctx, agent, body)
+	return d, ok
+}
+
+// submit is Submit that also returns the decision's JSON when deciding it
+// already encoded it (to publish it), so the reply is not encoded again;
+// nil otherwise.
+func (b *Broker) submit(ctx context.Context, agent string, body []byte) (airlock.Decision, []byte, bool) {
 	call, err := DecodeCall(body, agent, b.cfg.MaxBytes, b.cfg.MaxDepth)
 	if err != nil {
-		return b.reject(ctx, agent, body, err), true
+		return b.reject(ctx, agent, body, err), nil, true
 	}
 	if call.ID == "" {
 		call.ID = newID()
@@ -58,12 +70,23 @@ func (b *Broker) Submit(ctx context.Context, agent string, body []byte) (airlock
 	// "evaluating" claim in this broker's name is nobody's work any more
 	// (a claim whose write timed out yet landed, say).
 	if _, busy := b.handling.LoadOrStore(call.ID, struct{}{}); busy {
-		return b.waitBehind(ctx, call.ID)
+		d, ok := b.waitBehind(ctx, call.ID)
+		return d, nil, ok
 	}
 	defer b.handling.Delete(call.ID)
 	fp := fingerprint(call)
-	b.deciding.Store(call, &callWork{fp: fp})
+	w := &callWork{fp: fp}
+	b.deciding.Store(call, w)
 	defer b.deciding.Delete(call)
+	d, ok := b.decide(ctx, call, fp)
+	if w.reply != nil && w.replyFor == replyKeyOf(d) {
+		return d, w.reply, ok
+	}
+	return d, nil, ok
+}
+
+// decide claims and decides a call this broker holds the handling slot of.
+func (b *Broker) decide(ctx context.Context, call *airlock.ToolCall, fp string) (airlock.Decision, bool) {
 	for attempt := 0; attempt < 8; attempt++ {
 		// New ids are the common case: claim first, read only on a clash.
 		rev, created, err := b.st.create(ctx, call.ID, callRecord{
@@ -250,6 +273,22 @@ type callWork struct {
 	fp       string
 	callJSON []byte
 	assessed *risk.Assessment
+	// reply is the decision finalize published, encoded, for the decision
+	// replyFor identifies.
+	reply    []byte
+	replyFor replyKey
+}
+
+// replyKey tells the decision a reply was encoded from from any other.
+type replyKey struct {
+	callID    string
+	verdict   airlock.Verdict
+	auditSeq  int64
+	decidedAt time.Time
+}
+
+func replyKeyOf(d airlock.Decision) replyKey {
+	return replyKey{d.CallID, d.Verdict, d.AuditSeq, d.DecidedAt}
 }
 
 func (b *Broker) workOf(call *airlock.ToolCall) *callWork {
@@ -460,7 +499,11 @@ func (b *Broker) finalize(ctx context.Context, call *airlock.ToolCall, rev uint6
 	if runs {
 		d = b.execute(ctx, call, nrev, d, tool)
 	}
-	b.publishDecision(call, d)
+	if data := b.publishDecision(call, d); data != nil {
+		if w := b.workOf(call); w != nil {
+			w.reply, w.replyFor = data, replyKeyOf(d)
+		}
+	}
 	return d
 }
 
@@ -494,10 +537,12 @@ func (b *Broker) cancelReservation(ctx context.Context, id string) {
 	}
 }
 
-func (b *Broker) publishDecision(call *airlock.ToolCall, d airlock.Decision) {
+// publishDecision tells watchers a call's final decision and returns it
+// encoded (nil if it could not be encoded).
+func (b *Broker) publishDecision(call *airlock.ToolCall, d airlock.Decision) []byte {
 	data, err := json.Marshal(d)
 	if err != nil {
-		return
+		return nil
 	}
 	m := nats.NewMsg(b.subject("decision", call.ID))
 	m.Data = data
@@ -506,6 +551,7 @@ func (b *Broker) publishDecision(call *airlock.ToolCall, d airlock.Decision) {
 	if err := b.nc.PublishMsg(m); err != nil {
 		b.log.Warn("publish decision", "call", call.ID, "err", err)
 	}
+	return data
 }
 
 func (b *Broker) publishRecord(subject string, r airlock.DecisionRecord) {
