@@ -76,60 +76,81 @@ func (r *rate) hotUntil(w int64, level float64, x0 int64) int64 {
 // it, in two buckets of the long (pressure) window.
 type hot struct{ cur, prev int64 }
 
-// cell is the state of one key of one kind: everything O(1).
+// cell is the state of one key of one kind: everything O(1). It is 312
+// bytes with up to inlineRates budgets (the 320-byte size class: five
+// whole cache lines), the fields a check reads first at the front.
 type cell struct {
-	rates         []rate // inl[:n] when n ≤ inlineRates: one allocation per cell
-	hot           []hot
+	h             hkey  // the key's hash (MemoryStore)
 	hotStart      int64 // start of the current pressure bucket
 	hotAt         int64 // time at ≥ 90% is counted up to here
 	inflight      int64
 	inflightUntil int64 // the in-flight count is void after this (slots never released)
 	messages      int64
-	seen          int64 // last charge
-	pin           int32 // in use by a reservation in progress (MemoryStore)
-	key           ckey  // the key (MemoryStore)
-	h             hkey  // the key's hash (MemoryStore)
+	seen          int64    // last charge
+	pin           int32    // in use by a reservation in progress (MemoryStore)
+	nr            uint8    // budgets (len(kp.rates))
+	pressure      bool     // holds pressure buckets (kp.pressure)
+	ext           *cellExt // the budgets when more than inlineRates
 	inl           [inlineRates]rate
 	hinl          [inlineRates]hot
+	key           ckey // the key (MemoryStore)
+}
+
+// cellExt holds the budgets of a cell with more than inlineRates of them.
+type cellExt struct {
+	rates []rate
+	hot   []hot
 }
 
 // inlineRates is how many budgets a cell holds without a second allocation.
 const inlineRates = 4
 
+// rs is the rate state of each budget of the cell's kindPlan.
+func (c *cell) rs() []rate {
+	if c.ext != nil {
+		return c.ext.rates
+	}
+	return c.inl[:c.nr:c.nr]
+}
+
+// hs is the pressure buckets of each budget; nil without pressure.
+func (c *cell) hs() []hot {
+	switch {
+	case !c.pressure:
+		return nil
+	case c.ext != nil:
+		return c.ext.hot
+	}
+	return c.hinl[:c.nr:c.nr]
+}
+
 func newCell(kp *kindPlan) *cell {
 	c := &cell{}
-	c.setSlices(kp)
+	c.setup(kp, nil)
 	return c
 }
 
-func (c *cell) setSlices(kp *kindPlan) {
+// setup sizes a zero cell for kp, reusing ext (cleared) when there is one.
+func (c *cell) setup(kp *kindPlan, ext *cellExt) {
 	n := len(kp.rates)
+	c.nr, c.pressure = uint8(min(n, inlineRates)), kp.pressure
 	if n <= inlineRates {
-		c.rates = c.inl[:n:n]
+		return
+	}
+	if ext == nil || len(ext.rates) != n {
+		ext = &cellExt{rates: make([]rate, n), hot: make([]hot, n)}
 	} else {
-		c.rates = make([]rate, n)
+		clear(ext.rates)
+		clear(ext.hot)
 	}
-	c.hot = nil
-	if kp.pressure {
-		if n <= inlineRates {
-			c.hot = c.hinl[:n:n]
-		} else {
-			c.hot = make([]hot, n)
-		}
-	}
+	c.ext = ext
 }
 
 // reset makes a recycled cell fresh for kp (the plan it was made for).
 func (c *cell) reset(kp *kindPlan) {
-	rates, hots := c.rates, c.hot
-	clear(rates)
-	clear(hots)
+	ext := c.ext
 	*c = cell{}
-	if len(rates) > inlineRates {
-		c.rates, c.hot = rates, hots
-		return
-	}
-	c.setSlices(kp)
+	c.setup(kp, ext)
 }
 
 func (c *cell) liveInflight(now int64) int64 {
@@ -149,13 +170,14 @@ func (c *cell) liveMessages(now int64, cfg *config) int64 {
 // check reports the first budget of c that the call would exceed at now, or
 // nil. It changes nothing.
 func (c *cell) check(kp *kindPlan, key ckey, now int64, am *amounts, cfg *config) *airlock.RateLimit {
+	rs := c.rs()
 	for i := range kp.rates {
 		ru := &kp.rates[i]
 		u := am.units[ru.dim]
 		if u == 0 {
 			continue
 		}
-		r := c.rates[i]
+		r := rs[i]
 		r.roll(ru.window, now)
 		e := r.est(ru.window, now)
 		if e+u <= ru.amount+ru.eps {
@@ -187,12 +209,13 @@ func (c *cell) check(kp *kindPlan, key ckey, now int64, am *amounts, cfg *config
 
 // charge counts the call in c. check must have passed.
 func (c *cell) charge(kp *kindPlan, now int64, am *amounts, cfg *config) {
+	rs := c.rs()
 	if kp.pressure {
 		c.observe(kp, now, cfg)
 	}
 	for i := range kp.rates {
 		ru := &kp.rates[i]
-		r := &c.rates[i]
+		r := &rs[i]
 		r.roll(ru.window, now)
 		r.cur += am.units[ru.dim]
 		r.last = am.units[ru.dim]
@@ -211,6 +234,7 @@ func (c *cell) charge(kp *kindPlan, now int64, am *amounts, cfg *config) {
 
 // refund gives back what a reservation taken at `at` counted in c.
 func (c *cell) refund(kp *kindPlan, now, at int64, am *amounts, what refundKind, cfg *config) {
+	rs := c.rs()
 	if what&refundSlot != 0 && kp.concurrent > 0 && c.inflight > 0 {
 		c.inflight--
 	}
@@ -226,7 +250,7 @@ func (c *cell) refund(kp *kindPlan, now, at int64, am *amounts, what refundKind,
 			continue
 		}
 		u := am.units[ru.dim]
-		r := &c.rates[i]
+		r := &rs[i]
 		r.roll(ru.window, now)
 		switch b := at - at%ru.window; b {
 		case r.start:
@@ -244,7 +268,7 @@ func (c *cell) refund(kp *kindPlan, now, at int64, am *amounts, what refundKind,
 // at ≥ 90% between c.hotAt and now is added, following the estimate as it
 // decays with nothing new counted (it only falls between two charges).
 func (c *cell) hotStep(kp *kindPlan, i int, now, p int64) (hs int64, h hot) {
-	hs, h = c.hotStart, c.hot[i]
+	hs, h = c.hotStart, c.hs()[i]
 	if s := now - now%p; s > hs {
 		if s == hs+p {
 			h.prev, h.cur = h.cur, 0
@@ -258,7 +282,7 @@ func (c *cell) hotStep(kp *kindPlan, i int, now, p int64) (hs int64, h hot) {
 		return hs, h
 	}
 	ru := &kp.rates[i]
-	r := c.rates[i]
+	r := c.rs()[i]
 	r.roll(ru.window, x0)
 	x1 := min(now, r.hotUntil(ru.window, hotLevel(ru.amount, r.last), x0))
 	if x1 > x0 {
@@ -277,7 +301,7 @@ func (c *cell) observe(kp *kindPlan, now int64, cfg *config) {
 	p := int64(cfg.pressureWin)
 	var hs int64
 	for i := range kp.rates {
-		hs, c.hot[i] = c.hotStep(kp, i, now, p)
+		hs, c.hs()[i] = c.hotStep(kp, i, now, p)
 	}
 	if len(kp.rates) == 0 {
 		hs = now - now%p
@@ -309,6 +333,7 @@ func (c *cell) hotFrac(kp *kindPlan, i int, now int64, cfg *config) float64 {
 // well (kindSessionUser), and forgetting its message count gives no more than
 // opening a new session does.
 func (c *cell) idle(kp *kindPlan, now int64, cfg *config, withPressure bool) bool {
+	rs := c.rs()
 	if c.pin > 0 {
 		return false
 	}
@@ -316,7 +341,7 @@ func (c *cell) idle(kp *kindPlan, now int64, cfg *config, withPressure bool) boo
 		return c.liveInflight(now) == 0
 	}
 	for i := range kp.rates {
-		r := &c.rates[i]
+		r := &rs[i]
 		if (r.cur > 0 || r.prev > 0) && now < r.start+2*kp.rates[i].window {
 			return false
 		}
@@ -326,8 +351,8 @@ func (c *cell) idle(kp *kindPlan, now int64, cfg *config, withPressure bool) boo
 	}
 	if kp.pressure && withPressure {
 		p := int64(cfg.pressureWin)
-		for i := range c.hot {
-			if (c.hot[i].cur > 0 || c.hot[i].prev > 0) && now < c.hotStart+2*p {
+		for i := range c.hs() {
+			if (c.hs()[i].cur > 0 || c.hs()[i].prev > 0) && now < c.hotStart+2*p {
 				return false
 			}
 		}
@@ -343,10 +368,11 @@ func (c *cell) idle(kp *kindPlan, now int64, cfg *config, withPressure bool) boo
 
 // usage appends the rows of c.
 func (c *cell) usage(dst []Usage, kp *kindPlan, key ckey, now int64, cfg *config) []Usage {
+	rs := c.rs()
 	scope, k := kindScopes[kp.kind], key.String()
 	for i := range kp.rates {
 		ru := &kp.rates[i]
-		r := c.rates[i]
+		r := rs[i]
 		r.roll(ru.window, now)
 		u := Usage{Scope: scope, Key: k, Dimension: dimNames[ru.dim], Window: durationOf(ru.window),
 			Used: round6(r.est(ru.window, now)), Limit: ru.amount}

@@ -152,9 +152,9 @@ func decodeCell(kp *kindPlan, b []byte) (*cell, error) {
 	c := newCell(kp)
 	for i, ru := range kp.rates {
 		if r, ok := st.Rates[ru.sig]; ok {
-			c.rates[i] = rate{start: r.Start, cur: r.Cur, prev: r.Prev, last: r.Last}
-			if c.hot != nil {
-				c.hot[i] = hot{cur: r.HotCur, prev: r.HotPrev}
+			c.rs()[i] = rate{start: r.Start, cur: r.Cur, prev: r.Prev, last: r.Last}
+			if c.hs() != nil {
+				c.hs()[i] = hot{cur: r.HotCur, prev: r.HotPrev}
 			}
 		}
 	}
@@ -170,10 +170,10 @@ func encodeCell(kp *kindPlan, c *cell) []byte {
 		st.Rates = make(map[string]kvRate, len(kp.rates))
 	}
 	for i, ru := range kp.rates {
-		r := c.rates[i]
+		r := c.rs()[i]
 		kr := kvRate{Start: r.start, Cur: r.cur, Prev: r.prev, Last: r.last}
-		if c.hot != nil {
-			kr.HotCur, kr.HotPrev = c.hot[i].cur, c.hot[i].prev
+		if c.hs() != nil {
+			kr.HotCur, kr.HotPrev = c.hs()[i].cur, c.hs()[i].prev
 		}
 		st.Rates[ru.sig] = kr
 	}

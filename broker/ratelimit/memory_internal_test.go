@@ -1,9 +1,13 @@
 package ratelimit
 
 import (
+	"context"
 	"math/rand/v2"
 	"testing"
+	"time"
+	"unsafe"
 
+	"github.com/airlock/airlock"
 	"github.com/airlock/airlock/broker/policy"
 )
 
@@ -97,5 +101,84 @@ func TestIndexAgainstMap(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A cell with up to inlineRates budgets fills the 320-byte size class (five
+// whole cache lines) and no more: bytes per idle key must not grow.
+func TestCellSize(t *testing.T) {
+	if got := unsafe.Sizeof(cell{}); got > 320 {
+		t.Fatalf("cell is %d bytes, want ≤ 320", got)
+	}
+}
+
+// A kind with more budgets than a cell holds inline keeps them in cellExt,
+// and a recycled cell starts from zero.
+func TestMoreBudgetsThanInline(t *testing.T) {
+	limits := []policy.Limit{
+		{Scope: "user", RequestsPerMinute: 5, TokensPerMinute: 1e6, CostPerHourUSD: 100},
+		{Scope: "user", Window: 24 * time.Hour, Requests: 1000},
+		{Scope: "user", Window: time.Hour, Tokens: 1e7},
+		{Scope: "user", Window: 7 * 24 * time.Hour, CostUSD: 1000},
+	}
+	clk := &struct{ now time.Time }{t0}
+	store := NewMemoryStore(WithMaxKeys(64))
+	l := New(limits, store, WithClock(func() time.Time { return clk.now }))
+	if n := len(l.p.kinds[kindUser].rates); n <= inlineRates {
+		t.Fatalf("got %d budgets, want more than %d", n, inlineRates)
+	}
+	for round := range 3 {
+		for _, user := range []string{"alice", "bob"} {
+			for i := range 6 {
+				r, rl, err := l.Reserve(context.Background(), &airlock.ToolCall{User: user, InputTokens: 10, CostUSD: 0.01})
+				switch {
+				case err != nil:
+					t.Fatal(err)
+				case i < 5 && rl != nil:
+					t.Fatalf("round %d %s call %d: got %+v, want admitted", round, user, i, rl)
+				case i == 5 && (rl == nil || rl.Dimension != DimRequests || rl.Window != "1m"):
+					t.Fatalf("round %d %s call %d: got %+v, want refused on requests/1m", round, user, i, rl)
+				}
+				r.Release(context.Background())
+			}
+		}
+		// Every budget of alice's cell counted the five calls.
+		for _, u := range l.Usage(context.Background(), "user", "alice") {
+			if u.Dimension == DimRequests && u.Window == 24*time.Hour && u.Used != float64(5*(round+1)) {
+				t.Fatalf("round %d: requests/24h used %v, want %d", round, u.Used, 5*(round+1))
+			}
+		}
+		// Forget the 1-minute usage: a sweep evicts nothing (longer budgets
+		// hold usage), the cells are not recycled.
+		clk.now = clk.now.Add(3 * time.Minute)
+	}
+	if got := store.Len(); got != 2 {
+		t.Fatalf("store holds %d keys, want 2", got)
+	}
+	// Once every budget is idle a sweep evicts both cells to their shard's
+	// free list; alice's next call gets her old cell back, from zero.
+	clk.now = clk.now.Add(15 * 24 * time.Hour)
+	for i := range store.shards {
+		sh := &store.shards[i]
+		sh.mu.Lock()
+		store.sweep(sh, clk.now.UnixNano(), -1, true)
+		sh.mu.Unlock()
+	}
+	if got := store.Len(); got != 0 {
+		t.Fatalf("after the sweep the store holds %d keys, want 0", got)
+	}
+	for range 5 {
+		if _, rl, _ := l.Reserve(context.Background(), &airlock.ToolCall{User: "alice"}); rl != nil {
+			t.Fatalf("alice in a recycled cell: got %+v, want admitted", rl)
+		}
+	}
+	_, shi := store.locate(ckey{k: kindUser, a: "alice"})
+	if n := len(store.shards[shi].free[kindUser]); n != 0 && store.shards[shi].m.n == 1 {
+		t.Fatalf("alice's shard still has %d free cells: her cell was not recycled", n)
+	}
+	for _, u := range l.Usage(context.Background(), "user", "alice") {
+		if u.Dimension == DimRequests && u.Used != 5 {
+			t.Fatalf("alice %s/%s used %v, want 5", u.Dimension, FormatWindow(u.Window), u.Used)
+		}
 	}
 }
