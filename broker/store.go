@@ -280,9 +280,11 @@ const (
 	putUnknown                  // perhaps stored
 )
 
-// putCallTimeout is how long putCall waits for the acknowledgement (the KV
-// API's default).
-const putCallTimeout = 5 * time.Second
+// putCallTimeout is how long putCall waits for the acknowledgement: a
+// healthy stream answers in milliseconds; past this, the KV API's own
+// retries (transientBudget) take over, so a stuck quick write adds at most
+// this much to them.
+const putCallTimeout = 2 * time.Second
 
 // parsePubAck reads the sequence from a JetStream publish acknowledgement
 // of the form {"stream":"NAME","seq":N...}; anything else (an error, a
