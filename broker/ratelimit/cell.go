@@ -168,8 +168,8 @@ func (c *cell) liveMessages(now int64, cfg *config) int64 {
 }
 
 // check reports the first budget of c that the call would exceed at now, or
-// nil. It changes nothing.
-func (c *cell) check(kp *kindPlan, key ckey, now int64, am *amounts, cfg *config) *airlock.RateLimit {
+// nil. It changes nothing. The caller fills in the refusal's Key.
+func (c *cell) check(kp *kindPlan, now int64, am *amounts, cfg *config) *airlock.RateLimit {
 	rs := c.rs()
 	for i := range kp.rates {
 		ru := &kp.rates[i]
@@ -183,7 +183,7 @@ func (c *cell) check(kp *kindPlan, key ckey, now int64, am *amounts, cfg *config
 		if e+u <= ru.amount+ru.eps {
 			continue
 		}
-		rl := &airlock.RateLimit{Scope: kindScopes[kp.kind], Key: key.String(), Dimension: dimNames[ru.dim],
+		rl := &airlock.RateLimit{Scope: kindScopes[kp.kind], Dimension: dimNames[ru.dim],
 			Window: FormatWindow(durationOf(ru.window)), Limit: ru.amount, Used: round6(e)}
 		if u <= ru.amount+ru.eps { // else it will never pass: no retry_after
 			retryAfter(rl, r.retryAt(ru.window, ru.amount, u)-now)
@@ -192,13 +192,13 @@ func (c *cell) check(kp *kindPlan, key ckey, now int64, am *amounts, cfg *config
 	}
 	if kp.concurrent > 0 {
 		if n := c.liveInflight(now); n >= kp.concurrent {
-			return &airlock.RateLimit{Scope: kindScopes[kp.kind], Key: key.String(), Dimension: DimConcurrent,
+			return &airlock.RateLimit{Scope: kindScopes[kp.kind], Dimension: DimConcurrent,
 				Limit: float64(kp.concurrent), Used: float64(n)}
 		}
 	}
 	if kp.messages > 0 {
 		if n := c.liveMessages(now, cfg); n >= kp.messages {
-			rl := &airlock.RateLimit{Scope: kindScopes[kp.kind], Key: key.String(), Dimension: DimSessionMessages,
+			rl := &airlock.RateLimit{Scope: kindScopes[kp.kind], Dimension: DimSessionMessages,
 				Limit: float64(kp.messages), Used: float64(n)}
 			retryAfter(rl, c.seen+int64(cfg.sessionTTL)-now)
 			return rl

@@ -126,7 +126,7 @@ func FuzzDecodeState(f *testing.F) {
 		// Whatever was stored, checking, charging and reporting do not panic
 		// and the state survives a round trip.
 		am := amounts{units: [numDims]float64{1, 10, 0}}
-		if c.check(kp, ckey{k: kindUser, a: "x"}, now, &am, &cfg) == nil {
+		if c.check(kp, now, &am, &cfg) == nil {
 			c.charge(kp, now, &am, &cfg)
 		}
 		c.usage(nil, kp, ckey{k: kindUser, a: "x"}, now, &cfg)

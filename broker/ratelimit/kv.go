@@ -362,7 +362,8 @@ func (s *KVStore) reserve(ctx context.Context, p *plan, r *Reservation) (*airloc
 		}
 		key := r.id.key(k)
 		rl, err := s.update(ctx, kp, key, true, func(c *cell) (*airlock.RateLimit, bool) {
-			if rl := c.check(kp, key, r.at, &r.am, cfg); rl != nil {
+			if rl := c.check(kp, r.at, &r.am, cfg); rl != nil {
+				rl.Key = key.String()
 				return rl, false
 			}
 			c.charge(kp, r.at, &r.am, cfg)

@@ -305,8 +305,7 @@ func (c ckey) String() string {
 
 // amounts is what a call charges.
 type amounts struct {
-	units   [numDims]float64
-	in, out int64
+	units [numDims]float64
 }
 
 // Reservation is the usage one call took. Exactly one of Cancel or nothing
@@ -342,7 +341,6 @@ func (l *Limiter) Reserve(ctx context.Context, call *airlock.ToolCall) (*Reserva
 	if out < 0 {
 		out = 0
 	}
-	r.am.in, r.am.out = in, out
 	r.am.units[dimRequests] = 1
 	r.am.units[dimTokens] = float64(in) + float64(out)
 	switch cost := call.CostUSD; {

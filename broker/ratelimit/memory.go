@@ -245,7 +245,8 @@ func (s *MemoryStore) reserve(_ context.Context, p *plan, r *Reservation) (*airl
 			sl.c = c
 			c.pin++
 		}
-		if refusal = sl.c.check(sl.kp, r.id.key(sl.kp.kind), now, &r.am, cfg); refusal != nil {
+		if refusal = sl.c.check(sl.kp, now, &r.am, cfg); refusal != nil {
+			refusal.Key = r.id.key(sl.kp.kind).String()
 			break
 		}
 	}
