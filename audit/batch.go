@@ -19,7 +19,7 @@ func (l *Log) AppendOrdered(ctx context.Context, evs []airlock.Event) ([]airlock
 		if ev.Kind == "" {
 			return nil, errors.New("audit: event without kind")
 		}
-		payload, err := airlock.CanonicalJSON(ev.Payload)
+		payload, err := canonicalPayload(ev.Payload)
 		if err != nil {
 			return nil, fmt.Errorf("audit: encode %s payload: %w", ev.Kind, err)
 		}
@@ -27,7 +27,7 @@ func (l *Log) AppendOrdered(ctx context.Context, evs []airlock.Event) ([]airlock
 		if ts.IsZero() {
 			ts = l.cfg.now()
 		}
-		reqs[i] = &request{ts: ts.UTC().Format(TimeLayout), kind: ev.Kind, callID: ev.CallID, payload: string(payload), done: make(chan result, 1)}
+		reqs[i] = &request{ts: ts.UTC().Format(TimeLayout), kind: ev.Kind, callID: ev.CallID, payload: payload, done: make(chan result, 1)}
 	}
 	l.closeMu.RLock()
 	if l.closed {

@@ -352,7 +352,7 @@ func (l *Log) Append(ctx context.Context, ev airlock.Event) (airlock.Receipt, er
 	if ev.Kind == "" {
 		return airlock.Receipt{}, errors.New("audit: event without kind")
 	}
-	payload, err := airlock.CanonicalJSON(ev.Payload)
+	payload, err := canonicalPayload(ev.Payload)
 	if err != nil {
 		return airlock.Receipt{}, fmt.Errorf("audit: encode %s payload: %w", ev.Kind, err)
 	}
@@ -364,7 +364,7 @@ func (l *Log) Append(ctx context.Context, ev airlock.Event) (airlock.Receipt, er
 		ts:      ts.UTC().Format(TimeLayout),
 		kind:    ev.Kind,
 		callID:  ev.CallID,
-		payload: string(payload),
+		payload: payload,
 		done:    make(chan result, 1),
 	}
 	if err := ctx.Err(); err != nil {
