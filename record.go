@@ -2,6 +2,7 @@ package airlock
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -87,3 +88,9 @@ type Receipt struct {
 type Auditor interface {
 	Append(ctx context.Context, ev Event) (Receipt, error)
 }
+
+// ErrDecisionExists is returned by an Auditor that enforces one decision
+// per call (the fleet's audit stream) when a decision event for the call is
+// already stored: another broker decided it (a takeover of a claim whose
+// owner was still alive). Nothing was appended.
+var ErrDecisionExists = errors.New("airlock: a decision is already audited for this call")

@@ -269,6 +269,12 @@ func (b *Broker) decideClaimed(ctx context.Context, call, effective *airlock.Too
 	drec.Call = *call
 	drec.Decision = d
 	receipt, err := b.appendClaimed(ctx, airlock.Event{Kind: airlock.EventDecision, CallID: call.ID, TS: d.DecidedAt, Payload: drec}, rev)
+	if errors.Is(err, airlock.ErrDecisionExists) {
+		// Another broker took this claim over and decided: its decision
+		// stands, and the claim is not ours to give back.
+		b.log.Warn("another broker decided this call first; its decision stands", "call", call.ID)
+		return d, false
+	}
 	if err != nil {
 		b.log.Error("audit decision", "call", call.ID, "err", err)
 		// Give the claim back so that the call can still be decided.

@@ -479,6 +479,9 @@ func (b *Broker) finalize(ctx context.Context, call *airlock.ToolCall, rev uint6
 	rec.Call = *call
 	rec.Decision = d
 	receipt, err := b.appendClaimed(ctx, airlock.Event{Kind: airlock.EventDecision, CallID: call.ID, TS: d.DecidedAt, Payload: rec}, rev)
+	if errors.Is(err, airlock.ErrDecisionExists) {
+		return b.decidedElsewhere(ctx, call)
+	}
 	if err != nil {
 		out, _ := b.finishUnrecorded(ctx, call, rev, b.failClosed(call, ReasonAuditUnavailable, err))
 		return out
@@ -505,6 +508,20 @@ func (b *Broker) finalize(ctx context.Context, call *airlock.ToolCall, rev uint6
 		}
 	}
 	return d
+}
+
+// decidedElsewhere answers a call this broker evaluated while another
+// broker, believing it dead, took the call over and audited its own
+// decision first: the audited one stands (the audit stream refused this
+// one), and nothing of this evaluation is recorded or run.
+func (b *Broker) decidedElsewhere(ctx context.Context, call *airlock.ToolCall) airlock.Decision {
+	b.log.Warn("another broker decided this call first; its decision stands", "call", call.ID)
+	b.cancelReservation(ctx, call.ID)
+	if d, err := b.auditedDecision(ctx, call.ID); err == nil && d != nil {
+		return *d
+	}
+	out, _ := b.wait(ctx, call.ID)
+	return out
 }
 
 // afterDecision does the bookkeeping every final decision needs.

@@ -177,6 +177,32 @@ func testTakeover(t *testing.T, mode string) {
 			t.Fatalf("the workspace shows a run: %q", b)
 		}
 	})
+	if mode == "stream" {
+		// The broker presumed dead was alive: its decision is already in
+		// the stream (its record write not yet landed) when this broker
+		// evaluates the call afresh. The stream refuses a second decision
+		// for the call, and the first stands.
+		t.Run("second-decision-refused-by-the-stream", func(t *testing.T) {
+			c := call("t-fenced", "bot", "search_web", map[string]any{"query": "fenced"})
+			body, _ := json.Marshal(c)
+			dc, err := broker.DecodeCall(body, c.Agent, 0, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := approved(c.ID)
+			if _, err := al.auditor.Append(context.Background(), airlock.Event{Kind: airlock.EventDecision, CallID: c.ID, TS: time.Now(),
+				Payload: airlock.DecisionRecord{Call: *dc, Decision: *first}}); err != nil {
+				t.Fatal(err)
+			}
+			d := h.submit(c)
+			if d.Verdict != airlock.VerdictApproved || d.Reason != "decided by the dead broker" {
+				t.Fatalf("got %+v, want the decision audited first", d)
+			}
+			if n := al.decisions(c.ID); n != 1 {
+				t.Fatalf("%d decision events, want 1: the stream must refuse a second", n)
+			}
+		})
+	}
 	t.Run("nothing-audited-is-decided-afresh", func(t *testing.T) {
 		c := call("t-fresh", "bot", "search_web", map[string]any{"query": "news"})
 		stage(c, nil)

@@ -119,8 +119,9 @@ func (p *Publisher) Append(ctx context.Context, ev airlock.Event) (airlock.Recei
 		ts = time.Now()
 	}
 	subject := Subject
-	if ev.Kind == airlock.EventDecision && ev.CallID != "" {
-		subject = DecisionSubject(ev.CallID)
+	first := false // the call's one decision: refused when one is stored
+	if ev.Kind == airlock.EventDecision && ev.CallID != "" && !rejectedDecision(ev.Payload) {
+		subject, first = DecisionSubject(ev.CallID), true
 	}
 	m := nats.NewMsg(subject)
 	m.Data = payload
@@ -136,11 +137,50 @@ func (p *Publisher) Append(ctx context.Context, ev airlock.Event) (airlock.Recei
 	if id == "" {
 		id = ulid.Make().String()
 	}
-	ack, err := p.js.PublishMsg(ctx, m, jetstream.WithMsgID(id))
+	opts := []jetstream.PublishOpt{jetstream.WithMsgID(id)}
+	if first {
+		// At most one decision per call, enforced by the stream: the
+		// subject must hold no message yet. Two brokers that both believe
+		// they own a call (one presumed dead, but alive) cannot both audit.
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(0))
+	}
+	ack, err := p.js.PublishMsg(ctx, m, opts...)
+	if first && isWrongLastSequence(err) {
+		// Either our own earlier attempt landed (a single server checks
+		// the expectation before the duplicate window), or another
+		// broker's decision is stored.
+		if st, serr := p.boundStream(ctx); serr == nil {
+			if prev, gerr := st.GetLastMsgForSubject(ctx, subject); gerr == nil && prev.Header.Get(jetstream.MsgIDHeader) == id {
+				return airlock.Receipt{Seq: int64(prev.Sequence)}, nil
+			}
+		}
+		return airlock.Receipt{}, fmt.Errorf("auditstream: call %s: %w", ev.CallID, airlock.ErrDecisionExists)
+	}
 	if err != nil {
 		return airlock.Receipt{}, fmt.Errorf("%w: audit stream: %w", audit.ErrUnavailable, err)
 	}
 	return airlock.Receipt{Seq: int64(ack.Sequence)}, nil
+}
+
+// rejectedDecision reports a decision event for a malformed or conflicting
+// submission: audited under the call id it named, but not the call's
+// decision (a call decided already may also be sent malformed later).
+func rejectedDecision(payload any) bool {
+	switch r := payload.(type) {
+	case airlock.DecisionRecord:
+		return r.Decision.Verdict == airlock.VerdictRejected
+	case *airlock.DecisionRecord:
+		return r != nil && r.Decision.Verdict == airlock.VerdictRejected
+	}
+	return false
+}
+
+// isWrongLastSequence recognises the stream refusing a publish whose
+// expected last subject sequence does not hold.
+func isWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // LastDecision returns the last decision event the stream holds for a

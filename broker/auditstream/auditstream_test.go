@@ -2,6 +2,7 @@ package auditstream_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -269,23 +270,21 @@ func TestWriterReplacesLostConsumer(t *testing.T) {
 	}
 }
 
-// TestPublisherLastDecision: the last decision audited for a call is read
-// back from the stream (what a broker taking over a dead broker's call
-// relies on), other events and other calls do not answer for it, and an
-// event appended twice under one Key is stored once.
+// TestPublisherLastDecision: the decision audited for a call is read back
+// from the stream (what a broker taking over a dead broker's call relies
+// on); other events and other calls do not answer for it; a second
+// decision for the call is refused (ErrDecisionExists) unless it is the
+// same append retried under its key; a rejected resubmission does not
+// count as the call's decision; and an event appended twice under one Key
+// is stored once.
 func TestPublisherLastDecision(t *testing.T) {
 	_, js := startServer(t, time.Second)
 	ctx := t.Context()
 	pub := auditstream.NewPublisher(js)
-	decide := func(id string, v airlock.Verdict) airlock.Receipt {
-		t.Helper()
-		r, err := pub.Append(ctx, airlock.Event{Kind: airlock.EventDecision, CallID: id, TS: time.Now(),
+	event := func(id string, v airlock.Verdict, key string) airlock.Event {
+		return airlock.Event{Kind: airlock.EventDecision, CallID: id, TS: time.Now(), Key: key,
 			Payload: airlock.DecisionRecord{Call: airlock.ToolCall{ID: id, Agent: "a", Tool: "t", Arguments: map[string]any{}},
-				Decision: airlock.Decision{CallID: id, Verdict: v, DecidedBy: "policy"}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
+				Decision: airlock.Decision{CallID: id, Verdict: v, DecidedBy: "policy"}}}
 	}
 	if _, err := pub.Append(ctx, airlock.Event{Kind: airlock.EventPending, CallID: "c.1 weird/id", TS: time.Now(), Payload: map[string]any{"x": 1}}); err != nil {
 		t.Fatal(err)
@@ -293,9 +292,23 @@ func TestPublisherLastDecision(t *testing.T) {
 	if d, err := pub.LastDecision(ctx, "c.1 weird/id"); err != nil || d != nil {
 		t.Fatalf("before any decision: %+v %v, want nothing", d, err)
 	}
-	decide("c.1 weird/id", airlock.VerdictDenied)
-	want := decide("c.1 weird/id", airlock.VerdictApproved)
-	decide("c2", airlock.VerdictDenied)
+	first := event("c.1 weird/id", airlock.VerdictApproved, "decision:c.1 weird/id:7")
+	want, err := pub.Append(ctx, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := pub.Append(ctx, first); err != nil || again.Seq != want.Seq {
+		t.Fatalf("the same append retried: seq %d, %v; want seq %d, no error", again.Seq, err, want.Seq)
+	}
+	if _, err := pub.Append(ctx, event("c.1 weird/id", airlock.VerdictDenied, "decision:c.1 weird/id:9")); !errors.Is(err, airlock.ErrDecisionExists) {
+		t.Fatalf("a second decision for the call: %v, want ErrDecisionExists", err)
+	}
+	if _, err := pub.Append(ctx, event("c.1 weird/id", airlock.VerdictRejected, "")); err != nil {
+		t.Fatalf("a rejected resubmission under the call's id: %v, want it audited", err)
+	}
+	if _, err := pub.Append(ctx, event("c2", airlock.VerdictDenied, "")); err != nil {
+		t.Fatal(err)
+	}
 	d, err := pub.LastDecision(ctx, "c.1 weird/id")
 	if err != nil || d == nil || d.Verdict != airlock.VerdictApproved || d.AuditSeq != want.Seq {
 		t.Fatalf("got %+v %v, want the approval at seq %d", d, err, want.Seq)
