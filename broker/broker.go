@@ -92,6 +92,8 @@ type Broker struct {
 	// handling holds the ids of calls a Submit in this process is working
 	// on (claiming, evaluating or waiting), one handler per id.
 	handling sync.Map
+	// brokers is the fleet's liveness bucket (nil for the embedded broker).
+	brokers jetstream.KeyValue
 	// deciding holds, by call pointer, what Submit computes once per call
 	// and uses more than once (*callWork), until Submit returns.
 	deciding sync.Map
@@ -184,6 +186,17 @@ func (b *Broker) Start(ctx context.Context) error {
 	st.nc = b.nc
 	b.st = st
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	if !b.cfg.Exclusive {
+		// A fleet: heartbeats let the others take this broker's leftover
+		// claims over as soon as it stops.
+		kv, err := openBrokers(ctx, b.js, b.cfg.Replicas)
+		if err != nil {
+			return fmt.Errorf("broker: key-value bucket %s: %w", BucketBrokers, err)
+		}
+		b.brokers = kv
+		b.wg.Add(1)
+		go b.heartbeat(kv)
+	}
 	b.recover(ctx, true)
 	svc, err := micro.AddService(b.nc, micro.Config{
 		Name:        "airlock",

@@ -460,6 +460,7 @@ func (b *Broker) expireDue(ctx context.Context) {
 // are indexed in the state bucket (exec.<id>), so this never scans every
 // call. With Exclusive (the embedded, single-broker deployment) every
 // indexed run is orphaned at start; in a fleet, a run is orphaned once its
+// broker is presumed dead (its heartbeat gone), or at the latest once its
 // deadline (timeout plus grace) has passed without its broker finishing it.
 func (b *Broker) recover(ctx context.Context, starting bool) {
 	lister, err := b.st.state.ListKeysFiltered(ctx, execIndexPrefix+">")
@@ -484,7 +485,8 @@ func (b *Broker) recover(ctx context.Context, starting bool) {
 		if json.Unmarshal(e.Value(), &run) != nil {
 			continue
 		}
-		orphan := now.After(run.Deadline) || (starting && b.cfg.Exclusive) || (starting && run.Broker == b.cfg.Name)
+		orphan := now.After(run.Deadline) || (starting && b.cfg.Exclusive) || (starting && run.Broker == b.cfg.Name) ||
+			(run.Broker != b.cfg.Name && b.presumedDead(ctx, run.Broker, run.Started))
 		if !orphan {
 			continue
 		}

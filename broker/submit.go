@@ -117,7 +117,8 @@ func (b *Broker) decide(ctx context.Context, call *airlock.ToolCall, fp string) 
 			// broker's own at once (it holds the only handling slot); and
 			// with Exclusive (the embedded broker, alone on its NATS) any,
 			// since only an earlier process of it could have claimed it.
-			orphaned := b.now().Sub(rec.UpdatedAt) > evaluatingTimeout || rec.ClaimedBy == b.cfg.Name || b.cfg.Exclusive
+			orphaned := b.now().Sub(rec.UpdatedAt) > evaluatingTimeout || rec.ClaimedBy == b.cfg.Name || b.cfg.Exclusive ||
+				b.presumedDead(ctx, rec.ClaimedBy, rec.UpdatedAt)
 			if orphaned {
 				rec.UpdatedAt = b.now()
 				rec.ClaimedBy = b.cfg.Name
@@ -140,6 +141,17 @@ func (b *Broker) decide(ctx context.Context, call *airlock.ToolCall, fp string) 
 				}
 				return b.evaluate(ctx, call, nrev)
 			}
+		}
+		if rec.State == stateEvaluating {
+			// Wait for its decision, but try the claim again as soon as
+			// its owner is presumed dead.
+			d, ok, stale := b.waitFor(ctx, call.ID, func(r callRecord) bool {
+				return r.State == stateEvaluating && b.presumedDead(ctx, r.ClaimedBy, r.UpdatedAt)
+			})
+			if !stale {
+				return d, ok
+			}
+			continue
 		}
 		return b.wait(ctx, call.ID)
 	}
@@ -427,25 +439,39 @@ func (b *Broker) waitBehind(ctx context.Context, id string) (airlock.Decision, b
 
 // wait blocks until the call has a final decision (from any broker).
 func (b *Broker) wait(ctx context.Context, id string) (airlock.Decision, bool) {
+	d, ok, _ := b.waitFor(ctx, id, nil)
+	return d, ok
+}
+
+// waitFor is wait that also gives up (stale true) once the record, checked
+// every second, satisfies stale.
+func (b *Broker) waitFor(ctx context.Context, id string, stale func(callRecord) bool) (airlock.Decision, bool, bool) {
 	ch := make(chan *nats.Msg, 4)
 	sub, err := b.nc.ChanSubscribe(b.subject("decision", id), ch)
 	if err != nil {
-		return airlock.Decision{}, false
+		return airlock.Decision{}, false, false
 	}
 	defer sub.Unsubscribe()
-	check := time.NewTicker(5 * time.Second)
+	every := 5 * time.Second
+	if stale != nil {
+		every = time.Second
+	}
+	check := time.NewTicker(every)
 	defer check.Stop()
 	for {
 		// Read the record after subscribing so no decision slips between.
 		rec, _, found, err := b.st.get(ctx, id)
 		if err == nil && found && rec.State == stateDecided && rec.Decision != nil {
-			return *rec.Decision, true
+			return *rec.Decision, true, false
+		}
+		if err == nil && found && stale != nil && stale(rec) {
+			return airlock.Decision{}, false, true
 		}
 		if err == nil && !found {
 			// Forgotten after a failed audit: the caller should retry.
 			return airlock.Decision{CallID: id, Verdict: airlock.VerdictDenied, DecidedBy: "policy",
 				Reason: ReasonAuditUnavailable + ": the call could not be recorded; retry later", DecidedAt: b.now().UTC(),
-				Risk: airlock.Risk{Factors: []airlock.Factor{}}}, true
+				Risk: airlock.Risk{Factors: []airlock.Factor{}}}, true, false
 		}
 		select {
 		case m := <-ch:
@@ -455,11 +481,11 @@ func (b *Broker) wait(ctx context.Context, id string) (airlock.Decision, bool) {
 			if json.Unmarshal(m.Data, &d) == nil && d.Final() {
 				// Whoever decided released the call's slot.
 				b.res.LoadAndDelete(id)
-				return d, true
+				return d, true, false
 			}
 		case <-check.C:
 		case <-ctx.Done():
-			return airlock.Decision{}, false
+			return airlock.Decision{}, false, false
 		}
 	}
 }

@@ -299,3 +299,78 @@ func TestPinnedAgentCannotInventUsers(t *testing.T) {
 		t.Fatalf("alice's second call in the minute: %s %q, want rate_limited", d.Verdict, d.Reason)
 	}
 }
+
+// TestFleetTakeoverByLiveness: in a fleet (not Exclusive), an "evaluating"
+// claim whose broker's heartbeat is gone is taken over at once, not after
+// the 30 s evaluatingTimeout; a claim whose broker still beats is waited
+// for, and taken over as soon as the beat stops.
+func TestFleetTakeoverByLiveness(t *testing.T) {
+	h := startHarness(t, testPolicy)
+	js, err := jetstream.New(h.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	calls, err := js.KeyValue(ctx, broker.BucketCalls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokers, err := js.KeyValue(ctx, broker.BucketBrokers)
+	if err != nil {
+		t.Fatalf("the fleet broker has no liveness bucket: %v", err)
+	}
+	if _, err := brokers.Get(ctx, "test-broker"); err != nil {
+		t.Fatalf("the broker's own heartbeat: %v", err)
+	}
+	// A claim 6 s old (older than a heartbeat's life) by owner.
+	stage := func(c *airlock.ToolCall, owner string) {
+		t.Helper()
+		body, _ := json.Marshal(c)
+		dc, err := broker.DecodeCall(body, c.Agent, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, _ := json.Marshal(map[string]any{"state": "evaluating", "fingerprint": broker.Fingerprint(dc), "call": dc,
+			"claimed_by": owner, "updated_at": time.Now().Add(-6 * time.Second).UTC()})
+		if _, err := calls.Create(ctx, c.ID, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	dead := call("live-dead", "bot", "search_web", map[string]any{"query": "a"})
+	stage(dead, "b-dead")
+	start := time.Now()
+	if d := h.submit(dead); d.Verdict != airlock.VerdictApproved {
+		t.Fatalf("claim of a broker without a heartbeat: %s %q, want approved", d.Verdict, d.Reason)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the takeover took %s, want at once", took)
+	}
+
+	alive := call("live-alive", "bot", "search_web", map[string]any{"query": "b"})
+	if _, err := brokers.Put(ctx, "b-alive", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	stage(alive, "b-alive")
+	wctx, cancel := context.WithTimeout(ctx, 2500*time.Millisecond)
+	_, err = h.client.Submit(wctx, alive)
+	cancel()
+	if err == nil {
+		t.Fatal("a live broker's claim was taken over")
+	}
+	got := h.submitAsync(alive)
+	if err := brokers.Delete(ctx, "b-alive"); err != nil { // it stops beating
+		t.Fatal(err)
+	}
+	select {
+	case d := <-got:
+		if d.Verdict != airlock.VerdictApproved {
+			t.Fatalf("after the beat stopped: %s %q, want approved", d.Verdict, d.Reason)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the claim was not taken over after its broker's heartbeat stopped")
+	}
+	if n := len(h.decisionRows(alive.ID)); n != 1 {
+		t.Fatalf("%d decision events, want 1", n)
+	}
+}

@@ -134,7 +134,7 @@ func gatherStatus(ctx context.Context, nc *nats.Conn, url string) (*statusReport
 	}
 	streams := []struct{ name, kind string }{
 		{"KV_" + broker.BucketCalls, "kv"}, {"KV_" + broker.BucketPending, "kv"}, {"KV_" + broker.BucketGrants, "kv"},
-		{"KV_" + broker.BucketState, "kv"}, {"KV_airlock_limits", "kv"}, {"KV_" + auditstream.LeaseBucket, "kv"},
+		{"KV_" + broker.BucketState, "kv"}, {"KV_airlock_limits", "kv"}, {"KV_" + auditstream.LeaseBucket, "kv"}, {"KV_" + broker.BucketBrokers, "kv"},
 		{auditstream.StreamName, "stream"},
 	}
 	for _, s := range streams {
