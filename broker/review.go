@@ -189,6 +189,7 @@ func (b *Broker) Review(ctx context.Context, r airlock.Review) airlock.ReviewRep
 	// Claim the call: the first claim wins.
 	rec.State = stateDeciding
 	rec.ClaimedBy = "reviewer:" + r.Reviewer
+	rec.Broker = b.cfg.Name
 	rec.ClaimedAt = b.now()
 	rec.UpdatedAt = b.now()
 	crev, err := b.st.update(ctx, call.ID, rec, rev)
@@ -281,7 +282,7 @@ func (b *Broker) decideClaimed(ctx context.Context, call, effective *airlock.Too
 		rec, crev, found, gerr := b.st.get(ctx, call.ID)
 		if gerr == nil && found && rec.State == stateDeciding {
 			rec.State = statePending
-			rec.ClaimedBy = ""
+			rec.ClaimedBy, rec.Broker = "", ""
 			rec.UpdatedAt = b.now()
 			_, _ = b.st.update(ctx, call.ID, rec, crev)
 		}
@@ -398,7 +399,7 @@ func (b *Broker) expireLoop() {
 		case <-t.C:
 			b.expireDue(b.ctx)
 			b.expireGrants(b.ctx)
-			if tick++; tick%15 == 0 {
+			if tick++; tick%5 == 0 {
 				b.recover(b.ctx, false)
 			}
 			if tick%30 == 0 {
@@ -435,6 +436,7 @@ func (b *Broker) expireDue(ctx context.Context) {
 		}
 		rec.State = stateDeciding
 		rec.ClaimedBy = "expiry:" + b.cfg.Name
+		rec.Broker = b.cfg.Name
 		rec.UpdatedAt = now
 		crev, err := b.st.update(ctx, p.Call.ID, rec, rev)
 		if err != nil {
@@ -511,11 +513,14 @@ func (b *Broker) recover(ctx context.Context, starting bool) {
 }
 
 // unstick returns a call whose reviewer claim was never finished (its
-// broker died between claim and decision) to the queue; force skips the
-// wait for the claim to be evaluatingTimeout old.
+// broker died between claim and decision) to the queue: once its broker is
+// presumed dead, or the claim is evaluatingTimeout old; force: at once.
 func (b *Broker) unstick(ctx context.Context, id string, force bool) {
 	rec, rev, found, err := b.st.get(ctx, id)
-	if err != nil || !found || rec.State != stateDeciding || (!force && b.now().Sub(rec.UpdatedAt) < evaluatingTimeout) {
+	if err != nil || !found || rec.State != stateDeciding {
+		return
+	}
+	if !force && b.now().Sub(rec.UpdatedAt) < evaluatingTimeout && (rec.Broker == b.cfg.Name || !b.presumedDead(ctx, rec.Broker, rec.UpdatedAt)) {
 		return
 	}
 	// The claimant died. If it audited a decision, that decision stands.
@@ -529,7 +534,7 @@ func (b *Broker) unstick(ctx context.Context, id string, force bool) {
 		return
 	}
 	rec.State = statePending
-	rec.ClaimedBy = ""
+	rec.ClaimedBy, rec.Broker = "", ""
 	rec.UpdatedAt = b.now()
 	_, _ = b.st.update(ctx, id, rec, rev)
 }

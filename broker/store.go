@@ -44,6 +44,10 @@ type callRecord struct {
 	// Reviewers who approved so far (two-person rule).
 	Approvals []string  `json:"approvals,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// Broker names the broker working on a deciding claim (ClaimedBy then
+	// names the reviewer or the expiry), so that the claim is returned to
+	// the queue as soon as that broker is presumed dead.
+	Broker string `json:"broker,omitempty"`
 	// callJSON, when set, is json.Marshal(Call), encoded once for the
 	// record's writes (see encode).
 	callJSON []byte
@@ -63,6 +67,7 @@ type callRecordTail struct {
 	ClaimedAt time.Time         `json:"claimed_at,omitempty"`
 	Approvals []string          `json:"approvals,omitempty"`
 	UpdatedAt time.Time         `json:"updated_at"`
+	Broker    string            `json:"broker,omitempty"`
 }
 
 // encode is json.Marshal(r), reusing r.callJSON when set (the call is most
@@ -75,7 +80,7 @@ func (r *callRecord) encode() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	tail, err := json.Marshal(callRecordTail{Decision: r.Decision, ClaimedBy: r.ClaimedBy, ClaimedAt: r.ClaimedAt, Approvals: r.Approvals, UpdatedAt: r.UpdatedAt})
+	tail, err := json.Marshal(callRecordTail{Decision: r.Decision, ClaimedBy: r.ClaimedBy, ClaimedAt: r.ClaimedAt, Approvals: r.Approvals, UpdatedAt: r.UpdatedAt, Broker: r.Broker})
 	if err != nil {
 		return nil, err
 	}

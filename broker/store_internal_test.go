@@ -128,6 +128,7 @@ func TestRecordEncodeReusesCallJSON(t *testing.T) {
 		{"evaluating", callRecord{State: stateEvaluating, Fingerprint: "fp", Call: call, ClaimedBy: "b1", UpdatedAt: now}},
 		{"decided", callRecord{State: stateDecided, Fingerprint: "fp", Call: call, Decision: &d, ClaimedBy: "b1", ClaimedAt: now, UpdatedAt: now}},
 		{"approvals-zero-times", callRecord{State: statePending, Call: call, Approvals: []string{"r1", "r2"}}},
+		{"deciding-with-broker", callRecord{State: stateDeciding, Call: call, ClaimedBy: "reviewer:bob", Broker: "b2", UpdatedAt: now}},
 		{"empty-call", callRecord{State: stateDecided, Call: airlock.ToolCall{ID: "e"}}},
 	}
 	for _, tt := range tests {

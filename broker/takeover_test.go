@@ -374,3 +374,55 @@ func TestFleetTakeoverByLiveness(t *testing.T) {
 		t.Fatalf("%d decision events, want 1", n)
 	}
 }
+
+// TestFleetReviewClaimReturnedByLiveness: a reviewer's claim ("deciding")
+// left by a broker whose heartbeat is gone goes back to the queue on the
+// next sweep (seconds), not after the 30 s evaluatingTimeout; another
+// reviewer then decides the call.
+func TestFleetReviewClaimReturnedByLiveness(t *testing.T) {
+	h := startHarness(t, testPolicy)
+	got := h.submitAsync(call("claim-dead", "bot", "send_email", map[string]any{"to": "x@acme.com"}))
+	h.waitPending("claim-dead")
+	js, err := jetstream.New(h.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls, err := js.KeyValue(t.Context(), broker.BucketCalls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := calls.Get(t.Context(), "claim-dead")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	// A reviewer's verdict was being decided by broker b-dead, which died.
+	rec["state"], rec["claimed_by"], rec["broker"] = "deciding", "reviewer:rita", "b-dead"
+	rec["updated_at"] = time.Now().Add(-6 * time.Second).UTC()
+	data, _ := json.Marshal(rec)
+	if _, err := calls.Update(t.Context(), "claim-dead", data, e.Revision()); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		rep, err := h.client.Review(t.Context(), airlock.Review{CallID: "claim-dead", Action: airlock.ActionApprove, Reviewer: "carol", Reason: "ok"})
+		if err == nil && rep.Accepted {
+			break
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("the dead broker's claim still blocks the call: %q", rep.Error)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	select {
+	case d := <-got:
+		if d.Verdict != airlock.VerdictApproved || d.DecidedBy != "reviewer:carol" {
+			t.Fatalf("got %s by %s, want approved by reviewer:carol", d.Verdict, d.DecidedBy)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the agent got no decision")
+	}
+}

@@ -81,6 +81,7 @@ type chaosLoad struct {
 	decided, accepted, refused atomic.Int64
 	failClosed                 atomic.Int64   // unrecorded fail-closed answers, retried
 	failReasons                map[string]int // their reasons, shortened (under mu)
+	refusedReasons             map[string]int // why verdicts were refused (under mu)
 	lastDecision               atomic.Int64   // unix nanos
 }
 
@@ -100,7 +101,7 @@ func startLoad(t *testing.T, urls string, workers int, budget time.Duration) *ch
 	t.Cleanup(cancel)
 	l := &chaosLoad{t: t, agents: connect(), reviewer: connect(), ctx: ctx, cancel: cancel,
 		stopSubmit: make(chan struct{}), stopReview: make(chan struct{}),
-		tools: map[string]string{}, got: map[string]airlock.Decision{}, failed: map[string]error{}, failReasons: map[string]int{}}
+		tools: map[string]string{}, got: map[string]airlock.Decision{}, failed: map[string]error{}, failReasons: map[string]int{}, refusedReasons: map[string]int{}}
 	for w := range workers {
 		l.workers.Add(1)
 		go l.agent(w)
@@ -206,6 +207,9 @@ func (l *chaosLoad) review() {
 				l.accepted.Add(1)
 			default:
 				l.refused.Add(1)
+				l.mu.Lock()
+				l.refusedReasons[shortReason(rep.Error)]++
+				l.mu.Unlock()
 			}
 		}
 	}
@@ -238,6 +242,7 @@ type chaosFigures struct {
 	Calls, Decided, Pending, Undecided int
 	FailClosed                         int64
 	FailReasons                        map[string]int
+	RefusedReasons                     map[string]int
 	Verdicts                           map[airlock.Verdict]int
 	Sandboxed, Ran, Interrupted        int
 	RunErrors                          map[string]int // approved runs that failed, by error
@@ -246,8 +251,8 @@ type chaosFigures struct {
 }
 
 func (f chaosFigures) String() string {
-	return fmt.Sprintf("calls %d · decided %d %v · pending %d · undecided %d · fail-closed answers retried %d %v · sandboxed %d (ran %d, interrupted %d, failed %v) · audit decision events %d · reviews accepted %d, refused %d",
-		f.Calls, f.Decided, f.Verdicts, f.Pending, f.Undecided, f.FailClosed, f.FailReasons, f.Sandboxed, f.Ran, f.Interrupted, f.RunErrors, f.AuditDecisions, f.ReviewsAccepted, f.ReviewsRefused)
+	return fmt.Sprintf("calls %d · decided %d %v · pending %d · undecided %d · fail-closed answers retried %d %v · sandboxed %d (ran %d, interrupted %d, failed %v) · audit decision events %d · reviews accepted %d, refused %d %v",
+		f.Calls, f.Decided, f.Verdicts, f.Pending, f.Undecided, f.FailClosed, f.FailReasons, f.Sandboxed, f.Ran, f.Interrupted, f.RunErrors, f.AuditDecisions, f.ReviewsAccepted, f.ReviewsRefused, f.RefusedReasons)
 }
 
 // check asserts the chaos invariants: every call has exactly one final
@@ -259,7 +264,7 @@ func (l *chaosLoad) check(t *testing.T, ws, auditPath string) chaosFigures {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	f := chaosFigures{Calls: len(l.tools), Verdicts: map[airlock.Verdict]int{}, RunErrors: map[string]int{},
-		ReviewsAccepted: l.accepted.Load(), ReviewsRefused: l.refused.Load(), FailClosed: l.failClosed.Load(), FailReasons: l.failReasons}
+		ReviewsAccepted: l.accepted.Load(), ReviewsRefused: l.refused.Load(), FailClosed: l.failClosed.Load(), FailReasons: l.failReasons, RefusedReasons: l.refusedReasons}
 
 	// Calls the agents gave up on must still be waiting and decidable.
 	for id, err := range l.failed {
