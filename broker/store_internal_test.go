@@ -45,28 +45,35 @@ func (l *lossyKV) Purge(ctx context.Context, key string, opts ...jetstream.KVDel
 	return l.lost(l.KeyValue.Purge(ctx, key, opts...))
 }
 
+// startStore opens the broker's buckets on an embedded JetStream server.
+func startStore(t *testing.T) (*nats.Conn, *store) {
+	t.Helper()
+	srv, err := StartEmbedded(EmbeddedOptions{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(t.TempDir(), "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	st, err := openStore(t.Context(), js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, st
+}
+
 // TestStoreRidesThroughLostAnswers: a state write whose answer is lost is
 // retried, and the retry recognises that the first attempt landed instead
 // of reporting a lost race (which would fail the call closed or, for a
 // create, make the broker wait on its own claim); a real lost race is
 // still reported as one.
 func TestStoreRidesThroughLostAnswers(t *testing.T) {
-	srv, err := StartEmbedded(EmbeddedOptions{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(t.TempDir(), "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	_, st := startStore(t)
 	ctx := t.Context()
-	st, err := openStore(ctx, js, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	kv := &lossyKV{KeyValue: st.calls}
 	st.calls = kv
 	rec := callRecord{State: stateEvaluating, Call: airlock.ToolCall{ID: "c1", Agent: "a", Tool: "t"}, ClaimedBy: "me"}
@@ -173,22 +180,8 @@ func (c *countingKV) Update(ctx context.Context, key string, value []byte, rev u
 // revision, create again after a purge), fall back to the KV API for
 // everything but a clean acknowledgement, and read back as written.
 func TestStoreQuickWrites(t *testing.T) {
-	srv, err := StartEmbedded(EmbeddedOptions{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(t.TempDir(), "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	nc, st := startStore(t)
 	ctx := t.Context()
-	st, err := openStore(ctx, js, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	kv := &countingKV{KeyValue: st.calls}
 	st.calls, st.nc = kv, nc
 	rec := callRecord{State: stateEvaluating, Call: airlock.ToolCall{ID: "q1", Agent: "a", Tool: "t"}, ClaimedBy: "me"}

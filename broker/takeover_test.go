@@ -20,6 +20,31 @@ import (
 	"github.com/airlock/airlock/sandbox"
 )
 
+// decoded is the call as the broker decodes it from the wire.
+func decoded(t *testing.T, c *airlock.ToolCall) *airlock.ToolCall {
+	t.Helper()
+	body, _ := json.Marshal(c)
+	dc, err := broker.DecodeCall(body, c.Agent, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dc
+}
+
+// stageClaim writes what a broker leaves when it dies mid-evaluation: the
+// call's record "evaluating", claimed by owner, last updated at at. It
+// returns the call as decoded.
+func stageClaim(t *testing.T, calls jetstream.KeyValue, c *airlock.ToolCall, owner string, at time.Time) *airlock.ToolCall {
+	t.Helper()
+	dc := decoded(t, c)
+	rec, _ := json.Marshal(map[string]any{"state": "evaluating", "fingerprint": broker.Fingerprint(dc), "call": dc,
+		"claimed_by": owner, "updated_at": at.UTC()})
+	if _, err := calls.Create(context.Background(), c.ID, rec); err != nil {
+		t.Fatal(err)
+	}
+	return dc
+}
+
 // TestTakeoverOfADeadBrokersCall stages what a broker killed mid-decision
 // leaves behind (a call record "evaluating", claimed by it, and perhaps a
 // decision already in the audit log) and submits the call again, as its
@@ -123,17 +148,8 @@ func testTakeover(t *testing.T, mode string) {
 	// audited is set.
 	stage := func(c *airlock.ToolCall, audited *airlock.Decision) {
 		t.Helper()
-		body, _ := json.Marshal(c)
-		dc, err := broker.DecodeCall(body, c.Agent, 0, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
 		// Claimed just now by an earlier incarnation of this broker's name.
-		rec, _ := json.Marshal(map[string]any{"state": "evaluating", "fingerprint": broker.Fingerprint(dc), "call": dc,
-			"claimed_by": "test-broker", "updated_at": time.Now().UTC()})
-		if _, err := calls.Create(context.Background(), c.ID, rec); err != nil {
-			t.Fatal(err)
-		}
+		dc := stageClaim(t, calls, c, "test-broker", time.Now())
 		if audited != nil {
 			if _, err := al.auditor.Append(context.Background(), airlock.Event{Kind: airlock.EventDecision, CallID: c.ID, TS: time.Now(),
 				Payload: airlock.DecisionRecord{Call: *dc, Decision: *audited}}); err != nil {
@@ -184,11 +200,7 @@ func testTakeover(t *testing.T, mode string) {
 		// for the call, and the first stands.
 		t.Run("second-decision-refused-by-the-stream", func(t *testing.T) {
 			c := call("t-fenced", "bot", "search_web", map[string]any{"query": "fenced"})
-			body, _ := json.Marshal(c)
-			dc, err := broker.DecodeCall(body, c.Agent, 0, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
+			dc := decoded(t, c)
 			first := approved(c.ID)
 			if _, err := al.auditor.Append(context.Background(), airlock.Event{Kind: airlock.EventDecision, CallID: c.ID, TS: time.Now(),
 				Payload: airlock.DecisionRecord{Call: *dc, Decision: *first}}); err != nil {
@@ -325,16 +337,7 @@ func TestFleetTakeoverByLiveness(t *testing.T) {
 	// A claim 6 s old (older than a heartbeat's life) by owner.
 	stage := func(c *airlock.ToolCall, owner string) {
 		t.Helper()
-		body, _ := json.Marshal(c)
-		dc, err := broker.DecodeCall(body, c.Agent, 0, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec, _ := json.Marshal(map[string]any{"state": "evaluating", "fingerprint": broker.Fingerprint(dc), "call": dc,
-			"claimed_by": owner, "updated_at": time.Now().Add(-6 * time.Second).UTC()})
-		if _, err := calls.Create(ctx, c.ID, rec); err != nil {
-			t.Fatal(err)
-		}
+		stageClaim(t, calls, c, owner, time.Now().Add(-6*time.Second))
 	}
 
 	dead := call("live-dead", "bot", "search_web", map[string]any{"query": "a"})

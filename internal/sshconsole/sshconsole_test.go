@@ -148,6 +148,35 @@ func startConsole(t *testing.T, h *brokertest.Broker, reviewers map[string]strin
 	return ln.Addr().String(), sessions
 }
 
+// openConsole opens a console session on c (a terminal, a shell; with
+// forward, the client's agent forwarded) and returns its input and screen.
+func openConsole(t *testing.T, c *gossh.Client, forward bool) (io.Writer, *screen) {
+	t.Helper()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.Close() })
+	if forward {
+		if err := agent.RequestAgentForwarding(sess); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sess.RequestPty("xterm-256color", 40, 120, gossh.TerminalModes{}); err != nil {
+		t.Fatal(err)
+	}
+	scr := &screen{}
+	sess.Stdout = scr
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Shell(); err != nil {
+		t.Fatal(err)
+	}
+	return stdin, scr
+}
+
 func dial(addr string, signer gossh.Signer) (*gossh.Client, error) {
 	return gossh.Dial("tcp", addr, &gossh.ClientConfig{
 		User:            "bob",
@@ -189,23 +218,7 @@ func TestApproveOverSSH(t *testing.T) {
 		t.Fatalf("ssh with the reviewer's key: %v", err)
 	}
 	defer c.Close()
-	sess, err := c.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	if err := sess.RequestPty("xterm-256color", 40, 120, gossh.TerminalModes{}); err != nil {
-		t.Fatal(err)
-	}
-	var scr screen
-	sess.Stdout = &scr
-	stdin, err := sess.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sess.Shell(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, scr := openConsole(t, c, false)
 	if got := <-sessions; got != "bob" {
 		t.Fatalf("the backend was made for %q, want bob", got)
 	}
@@ -287,28 +300,7 @@ func TestSignedVerdictThroughForwardedAgent(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			sess, err := c.NewSession()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sess.Close()
-			if tt.forward {
-				if err := agent.RequestAgentForwarding(sess); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := sess.RequestPty("xterm-256color", 40, 120, gossh.TerminalModes{}); err != nil {
-				t.Fatal(err)
-			}
-			var scr screen
-			sess.Stdout = &scr
-			stdin, err := sess.StdinPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := sess.Shell(); err != nil {
-				t.Fatal(err)
-			}
+			stdin, scr := openConsole(t, c, tt.forward)
 			deadline := time.Now().Add(20 * time.Second)
 			for !strings.Contains(scr.text(), "make "+tt.name) {
 				if time.Now().After(deadline) {
