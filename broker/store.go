@@ -292,26 +292,26 @@ const (
 const putCallTimeout = 2 * time.Second
 
 // parsePubAck reads the sequence from a JetStream publish acknowledgement
-// of the form {"stream":"NAME","seq":N...}; anything else (an error, a
-// duplicate, another shape) is not ok.
+// for the calls bucket, of the form {"stream":"KV_airlock_calls","seq":N…};
+// anything else (an error, a duplicate, another stream, not JSON at all) is
+// not ok, and the caller falls back to the KV API (FuzzParsePubAck holds it
+// to what encoding/json reads).
 func parsePubAck(b []byte) (uint64, bool) {
-	if !bytes.HasPrefix(b, []byte(`{"stream":"`)) || bytes.Contains(b, []byte(`"error"`)) || bytes.Contains(b, []byte(`"duplicate"`)) {
+	const head = `{"stream":"KV_` + BucketCalls + `","seq":`
+	if !bytes.HasPrefix(b, []byte(head)) || bytes.Contains(b, []byte(`"error"`)) || bytes.Contains(b, []byte(`"duplicate"`)) ||
+		bytes.Count(b, []byte(`"seq"`)) != 1 {
 		return 0, false
 	}
-	i := bytes.Index(b, []byte(`","seq":`))
-	if i < 0 {
-		return 0, false
-	}
-	rest := b[i+len(`","seq":`):]
+	rest := b[len(head):]
 	n := 0
 	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
 		n++
 	}
-	if n == 0 || n > 19 || n == len(rest) || (rest[n] != ',' && rest[n] != '}') {
+	if n == 0 || n > 19 || n == len(rest) || (rest[n] != ',' && rest[n] != '}') || (n > 1 && rest[0] == '0') {
 		return 0, false
 	}
 	seq, err := strconv.ParseUint(string(rest[:n]), 10, 64)
-	if err != nil || seq == 0 {
+	if err != nil || seq == 0 || !json.Valid(b) {
 		return 0, false
 	}
 	return seq, true

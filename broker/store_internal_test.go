@@ -245,3 +245,41 @@ func TestParsePubAck(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParsePubAck: the hand-written acknowledgement reader never accepts
+// what encoding/json would read differently: whenever it reports a stored
+// sequence, the same bytes decode as a clean JetStream acknowledgement with
+// that sequence (no error, not a duplicate).
+func FuzzParsePubAck(f *testing.F) {
+	for _, s := range []string{
+		`{"stream":"KV_airlock_calls","seq":42}`,
+		`{"stream":"KV_airlock_calls","seq":7,"domain":"hub"}`,
+		`{"stream":"KV_airlock_calls","seq":7,"duplicate":true}`,
+		`{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 3"},"stream":"KV_airlock_calls","seq":0}`,
+		`{"stream":"KV_airlock_calls","seq":18446744073709551615}`,
+		`{"stream":"a\",\"seq\":9","seq":1}`,
+		`{"stream":"KV_airlock_calls","seq":1,"seq":2}`,
+		`{"stream":"KV_other","seq":5}`,
+		``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		seq, ok := parsePubAck(b)
+		if !ok {
+			return
+		}
+		var ack struct {
+			Stream    string          `json:"stream"`
+			Sequence  uint64          `json:"seq"`
+			Duplicate bool            `json:"duplicate"`
+			Error     json.RawMessage `json:"error"`
+		}
+		if err := json.Unmarshal(b, &ack); err != nil {
+			t.Fatalf("parsePubAck(%q) = %d, ok, but it is not JSON: %v", b, seq, err)
+		}
+		if ack.Sequence != seq || seq == 0 || ack.Duplicate || len(ack.Error) > 0 {
+			t.Fatalf("parsePubAck(%q) = %d, ok; encoding/json reads %+v", b, seq, ack)
+		}
+	})
+}
