@@ -297,12 +297,24 @@ const putCallTimeout = 2 * time.Second
 // not ok, and the caller falls back to the KV API (FuzzParsePubAck holds it
 // to what encoding/json reads).
 func parsePubAck(b []byte) (uint64, bool) {
-	const head = `{"stream":"KV_` + BucketCalls + `","seq":`
+	const head = `{"stream":"KV_` + BucketCalls + `",`
 	if !bytes.HasPrefix(b, []byte(head)) || bytes.Contains(b, []byte(`"error"`)) || bytes.Contains(b, []byte(`"duplicate"`)) ||
 		bytes.Count(b, []byte(`"seq"`)) != 1 {
 		return 0, false
 	}
 	rest := b[len(head):]
+	// A server in a JetStream domain names it before the sequence.
+	if d, ok := bytes.CutPrefix(rest, []byte(`"domain":"`)); ok {
+		i := bytes.IndexByte(d, '"')
+		if i < 0 || bytes.IndexByte(d[:i], '\\') >= 0 || !bytes.HasPrefix(d[i+1:], []byte(",")) {
+			return 0, false
+		}
+		rest = d[i+2:]
+	}
+	rest, ok := bytes.CutPrefix(rest, []byte(`"seq":`))
+	if !ok {
+		return 0, false
+	}
 	n := 0
 	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
 		n++

@@ -226,7 +226,15 @@ func TestParsePubAck(t *testing.T) {
 		wantOK bool
 	}{
 		{`{"stream":"KV_airlock_calls","seq":42}`, 42, true},
+		// The server writes seq right after stream, or after the domain;
+		// any other shape falls back to the KV API (slower, never wrong).
 		{`{"stream":"KV_airlock_calls","domain":"hub","seq":7}`, 7, true},
+		{`{"stream":"KV_airlock_calls","domain":"h\"ub","seq":7}`, 0, false},
+		{`{"stream":"KV_airlock_calls","val":"x","seq":7}`, 0, false},
+		{`{"stream":"KV_airlock_calls","seq":7,"domain":"hub"}`, 7, true},
+		{`{"stream":"KV_other","seq":7}`, 0, false},
+		{`{"stream":"KV_airlock_calls","seq":1,"seq":2}`, 0, false},
+		{`{"stream":"KV_airlock_calls","seq":1,`, 0, false},
 		{`{"stream":"KV_airlock_calls","seq":9,"val":"x"}`, 9, true},
 		{`{"stream":"KV_airlock_calls","seq":0}`, 0, false},
 		{`{"stream":"KV_airlock_calls","seq":5,"duplicate":true}`, 0, false},
