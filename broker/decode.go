@@ -94,7 +94,11 @@ func DecodeCall(body []byte, subjectAgent string, maxBytes, maxDepth int) (*airl
 		return nil, &DecodeError{Reason: "trailing data after the call object", ID: sniffID(body)}
 	}
 	if err := validateCall(&c, subjectAgent); err != nil {
-		return nil, &DecodeError{Reason: err.Error(), ID: c.ID}
+		id := c.ID
+		if !validID(id) {
+			id = "" // a malformed id is not carried into the audit log
+		}
+		return nil, &DecodeError{Reason: err.Error(), ID: id}
 	}
 	return &c, nil
 }
