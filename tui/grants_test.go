@@ -480,7 +480,7 @@ func FuzzYAMLCEL(f *testing.F) {
 		// What grant.Suggest and a reviewer write: one printable line,
 		// no edge spaces.
 		if cel == "" || strings.TrimSpace(cel) != cel || !utf8ValidPrintable(cel) {
-			t.Skip()
+			return // not an input this property is about
 		}
 		checkYAMLCEL(t, cel)
 	})
