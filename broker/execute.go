@@ -112,17 +112,12 @@ func (b *Broker) appendPersistent(ctx context.Context, ev airlock.Event) (airloc
 			ev.Key = ev.Kind + ":" + ev.CallID + ":" + hex.EncodeToString(sum[:12])
 		}
 	}
-	deadline := time.Now().Add(persistFor)
-	wait := 100 * time.Millisecond
-	for {
-		r, err := b.cfg.Audit.Append(ctx, ev)
-		if err == nil || time.Now().Add(wait).After(deadline) {
-			return r, err
-		}
+	var r airlock.Receipt
+	err := retryWhile(ctx, persistFor, func(err error) bool {
 		b.log.Warn("audit append failed; trying again", "call", ev.CallID, "kind", ev.Kind, "err", err)
-		time.Sleep(wait)
-		wait = min(2*wait, 2*time.Second)
-	}
+		return true
+	}, func() (err error) { r, err = b.cfg.Audit.Append(ctx, ev); return err })
+	return r, err
 }
 
 // persistFor bounds appendPersistent's retries.

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/airlock/airlock/internal/jsutil"
 )
 
 // BucketBrokers holds one key per live broker of a fleet (its name), put
@@ -39,11 +41,7 @@ type liveBroker struct {
 func openBrokers(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
 	cfg := jetstream.KeyValueConfig{Bucket: BucketBrokers, Description: "airlock brokers alive (heartbeats)", History: 1,
 		TTL: brokerTTL, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
-	for attempt := 1; attempt < 6 && IsTransient(err) && ctx.Err() == nil; attempt++ {
-		kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
-	}
-	return kv, err
+	return jsutil.CreateOrUpdateKV(ctx, js, cfg)
 }
 
 // heartbeat puts this broker's key until the broker closes.

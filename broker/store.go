@@ -126,13 +126,7 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int) (*stor
 			Storage:     jetstream.FileStorage,
 			Replicas:    replicas,
 		}
-		kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
-		// Placing a replicated bucket on a busy or freshly started cluster
-		// can outlast one request's timeout: try again (the call is
-		// idempotent) for a while before giving up.
-		for attempt := 1; attempt < 6 && IsTransient(err) && ctx.Err() == nil; attempt++ {
-			kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
-		}
+		kv, err := jsutil.CreateOrUpdateKV(ctx, js, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("broker: key-value bucket %s: %w", name, err)
 		}
@@ -168,11 +162,17 @@ const transientBudget = 6 * time.Second
 // errors outlast transientBudget. op must be safe to run again: the ops
 // below check, after a retry, whether an earlier attempt landed.
 func retryTransient(ctx context.Context, op func() error) error {
-	deadline := time.Now().Add(transientBudget)
+	return retryWhile(ctx, transientBudget, IsTransient, op)
+}
+
+// retryWhile runs op again, backing off from 50 ms to 800 ms, while its
+// error is retryable and budget lasts.
+func retryWhile(ctx context.Context, budget time.Duration, retryable func(error) bool, op func() error) error {
+	deadline := time.Now().Add(budget)
 	wait := 50 * time.Millisecond
 	for {
 		err := op()
-		if !IsTransient(err) || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+		if err == nil || !retryable(err) || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
 			return err
 		}
 		select {

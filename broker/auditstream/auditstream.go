@@ -76,31 +76,17 @@ func Setup(ctx context.Context, js jetstream.JetStream, replicas int, leaseTTL t
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardNew, // never drop history: refuse (fail closed) instead
 	}
-	if err := retry(ctx, func() error { _, err := js.CreateOrUpdateStream(ctx, scfg); return err }); err != nil {
+	if err := jsutil.Retry(ctx, func() error { _, err := js.CreateOrUpdateStream(ctx, scfg); return err }); err != nil {
 		return fmt.Errorf("auditstream: stream: %w", err)
 	}
 	kcfg := jetstream.KeyValueConfig{
 		Bucket: LeaseBucket, Description: "airlock leases (the audit writer)", History: 1,
 		TTL: leaseTTL, Storage: jetstream.FileStorage, Replicas: replicas,
 	}
-	if err := retry(ctx, func() error { _, err := js.CreateOrUpdateKeyValue(ctx, kcfg); return err }); err != nil {
+	if _, err := jsutil.CreateOrUpdateKV(ctx, js, kcfg); err != nil {
 		return fmt.Errorf("auditstream: lease bucket: %w", err)
 	}
 	return nil
-}
-
-// retry runs an idempotent JetStream request again while it times out or
-// finds no responder (placing a replicated asset on a busy or freshly
-// started cluster can outlast one request's timeout).
-func retry(ctx context.Context, f func() error) error {
-	err := f()
-	for attempt := 1; attempt < 6 && ctx.Err() == nil; attempt++ {
-		if !jsutil.IsTransient(err) {
-			return err
-		}
-		err = f()
-	}
-	return err
 }
 
 // NewPublisher returns an Auditor over the audit stream.

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/airlock/airlock"
-	"github.com/airlock/airlock/broker/auth"
 	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/internal/sshconsole"
@@ -271,9 +270,7 @@ func runConsoleSSH(ctx context.Context, e env, c sshConsoleConfig) error {
 	newBackend := func(name string, signer *sshconsole.VerdictSigner) tui.Backend {
 		if signer != nil {
 			// The reviewer's own key signs, through their forwarded agent.
-			rc, err := client.New(shared.Conn(), client.WithReviewSigner(func(r *airlock.Review) error {
-				return auth.SignReviewWith(signer.PublicKey, signer.Sign, r)
-			}))
+			rc, err := client.New(shared.Conn(), client.WithReviewSigner(signer.SignReview))
 			if err == nil {
 				return newConsoleBackend(rc, logger)
 			}

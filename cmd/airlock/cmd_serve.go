@@ -31,6 +31,7 @@ import (
 	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/broker/ratelimit"
 	"github.com/airlock/airlock/broker/risk"
+	"github.com/airlock/airlock/internal/jsutil"
 	"github.com/airlock/airlock/internal/webhook"
 	"github.com/airlock/airlock/sandbox"
 )
@@ -514,13 +515,7 @@ func limitStore(ctx context.Context, nc *nats.Conn, c serveConfig, pol *policy.P
 	cfg := ratelimit.BucketConfig("airlock_limits", pol.Limits)
 	cfg.Storage = jetstream.FileStorage
 	cfg.Replicas = max(c.Replicas, 1)
-	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
-	// As for the broker's own buckets: a replicated bucket placed on a busy
-	// or freshly started cluster can outlast one request; the call is
-	// idempotent, so try again for a while.
-	for attempt := 1; attempt < 6 && broker.IsTransient(err) && ctx.Err() == nil; attempt++ {
-		kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
-	}
+	kv, err := jsutil.CreateOrUpdateKV(ctx, js, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("rate-limit bucket: %w", err)
 	}

@@ -18,3 +18,21 @@ func IsTransient(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
+
+// Retry runs an idempotent JetStream request again, up to five more times,
+// while it fails with a transient error (creating a replicated asset on a
+// busy or freshly started cluster can outlast one request's timeout).
+func Retry(ctx context.Context, f func() error) error {
+	err := f()
+	for attempt := 1; attempt < 6 && IsTransient(err) && ctx.Err() == nil; attempt++ {
+		err = f()
+	}
+	return err
+}
+
+// CreateOrUpdateKV creates or updates a bucket, with Retry.
+func CreateOrUpdateKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	var kv jetstream.KeyValue
+	err := Retry(ctx, func() (err error) { kv, err = js.CreateOrUpdateKeyValue(ctx, cfg); return err })
+	return kv, err
+}

@@ -24,6 +24,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 
+	"github.com/airlock/airlock"
 	"github.com/airlock/airlock/broker/auth"
 	"github.com/airlock/airlock/broker/policy"
 	"github.com/airlock/airlock/tui"
@@ -194,6 +195,12 @@ func (v *VerdictSigner) Sign(payload []byte) ([]byte, error) {
 		return nil, fmt.Errorf("sshconsole: the reviewer's ssh-agent signed with %s, want %s", sig.Format, gossh.KeyAlgoED25519)
 	}
 	return sig.Blob, nil
+}
+
+// SignReview signs a verdict with the reviewer's key through their agent
+// (for client.WithReviewSigner).
+func (v *VerdictSigner) SignReview(r *airlock.Review) error {
+	return auth.SignReviewWith(v.PublicKey, v.Sign, r)
 }
 
 // agentChannel is the channel type OpenSSH opens to a forwarded agent.

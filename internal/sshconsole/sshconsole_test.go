@@ -118,9 +118,7 @@ func startConsole(t *testing.T, h *brokertest.Broker, reviewers map[string]strin
 			}
 			// As airlock console --ssh wires it: verdicts signed by the
 			// reviewer's forwarded agent.
-			c, err := client.New(h.NC, client.WithReviewSigner(func(r *airlock.Review) error {
-				return auth.SignReviewWith(signer.PublicKey, signer.Sign, r)
-			}))
+			c, err := client.New(h.NC, client.WithReviewSigner(signer.SignReview))
 			if err != nil {
 				t.Error(err)
 				return nil
