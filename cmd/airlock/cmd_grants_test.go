@@ -26,22 +26,7 @@ orgs:
 func grantsBroker(t *testing.T) (string, *client.Client) {
 	t.Helper()
 	dir := t.TempDir()
-	srv, err := startServe(context.Background(), serveConfig{Data: dir, Policy: writePolicy(t, dir, grantsPolicy), Listen: "127.0.0.1:-1",
-		Prefix: "airlock", Limits: "memory", Replicas: 1, MaxBytes: 1 << 20}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Close(ctx)
-	})
-	c, err := client.Connect(srv.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return srv.URL, c
+	return inProcessBroker(t, dir, writePolicy(t, dir, grantsPolicy))
 }
 
 // approveWithGrant submits a call, waits for it to be pending and approves it

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/airlock/airlock"
 	"github.com/airlock/airlock/audit"
-	"github.com/airlock/airlock/broker/client"
 	"github.com/airlock/airlock/internal/testenv"
 )
 
@@ -105,21 +102,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 		os.RemoveAll(sockDir)
 	})
 	ctx := context.Background()
-	srv, err := startServe(ctx, serveConfig{Data: dir, Policy: writePolicy(t, dir, e2ePolicy), Listen: "127.0.0.1:-1",
-		Prefix: "airlock", Limits: "memory", Replicas: 1, MaxBytes: 1 << 20}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Close(sctx)
-	})
-	agent, err := client.Connect(srv.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer agent.Close()
+	url, agent := inProcessBroker(t, dir, writePolicy(t, dir, e2ePolicy))
 	submit := func(c *airlock.ToolCall) <-chan airlock.Decision {
 		ch := make(chan airlock.Decision, 1)
 		go func() {
@@ -134,8 +117,8 @@ func TestConsoleEndToEnd(t *testing.T) {
 		return ch
 	}
 	editor := "sed -i s/FROM_orders/FROM_orders_2026/"
-	carol := startConsole(t, tmux, sockDir, "carol", srv.URL, "carol", editor)
-	bob := startConsole(t, tmux, sockDir, "bob", srv.URL, "bob", editor)
+	carol := startConsole(t, tmux, sockDir, "carol", url, "carol", editor)
+	bob := startConsole(t, tmux, sockDir, "bob", url, "bob", editor)
 	carol.run("set", "-g", "set-clipboard", "on") // let an OSC 52 write the clipboard, if one got through
 	carol.waitFor("carol's console connects", func(s string) bool { return strings.Contains(s, "connected") })
 	bob.waitFor("bob's console connects", func(s string) bool { return strings.Contains(s, "connected") })

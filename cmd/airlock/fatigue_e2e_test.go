@@ -138,7 +138,7 @@ func fatigueRun(t *testing.T, tmux string, batch bool) *fatigueResult {
 		setting = "batch: true, "
 	}
 	polFile := writePolicy(t, dir, fmt.Sprintf(fatiguePolicy, setting, fatigueGrace.Milliseconds()))
-	url, agent := fatigueBroker(t, dir, polFile)
+	url, agent := inProcessBroker(t, dir, polFile)
 
 	argv, env := selfCommand(t, "console", "--nats", url, "--reviewer", "rita", "--policy", polFile, "--log", filepath.Join(sockDir, "console.log"))
 	env = append(env, "TMUX_TMPDIR="+sockDir, "TERM=xterm-256color")
@@ -309,8 +309,10 @@ func fatigueRun(t *testing.T, tmux string, batch bool) *fatigueResult {
 	return res
 }
 
-// fatigueBroker starts a real broker on the scenario's policy.
-func fatigueBroker(t *testing.T, dir, polFile string) (string, *client.Client) {
+// inProcessBroker starts a real broker (serve's own startup, in this
+// process, embedded NATS on a free port) on the policy file, and returns
+// its URL and an agent client.
+func inProcessBroker(t *testing.T, dir, polFile string) (string, *client.Client) {
 	t.Helper()
 	srv, err := startServe(context.Background(), serveConfig{Data: dir, Policy: polFile, Listen: "127.0.0.1:-1",
 		Prefix: "airlock", Limits: "memory", Replicas: 1, MaxBytes: 1 << 20}, slog.New(slog.DiscardHandler))
@@ -364,7 +366,7 @@ func TestConsoleGrantEndToEnd(t *testing.T) {
 		os.RemoveAll(sockDir)
 	})
 	polFile := writePolicy(t, dir, fmt.Sprintf(fatiguePolicy, "", fatigueGrace.Milliseconds()))
-	url, agent := fatigueBroker(t, dir, polFile)
+	url, agent := inProcessBroker(t, dir, polFile)
 	argv, env := selfCommand(t, "console", "--nats", url, "--reviewer", "rita", "--policy", polFile, "--log", filepath.Join(sockDir, "console.log"))
 	env = append(env, "TMUX_TMPDIR="+sockDir, "TERM=xterm-256color")
 	s := &tmuxSession{t: t, tmux: tmux, name: "rita", env: env}
