@@ -23,8 +23,7 @@ func (b *Broker) indexRun(ctx context.Context, id string, tool *policy.Tool) err
 	}
 	now := b.now()
 	idx, _ := json.Marshal(execIndex{Broker: b.cfg.Name, Started: now, Deadline: now.Add(timeout + time.Minute)})
-	_, err := b.st.state.Put(ctx, execIndexPrefix+id, idx)
-	return err
+	return retryTransient(ctx, func() error { _, err := b.st.state.Put(ctx, execIndexPrefix+id, idx); return err })
 }
 
 // execute runs an approved sandboxed call at most once. The call record is
@@ -81,7 +80,7 @@ func (b *Broker) execute(ctx context.Context, call *airlock.ToolCall, rev uint64
 		timeout = sandbox.Defaults.WallTimeout
 	}
 	idx, _ := json.Marshal(execIndex{Broker: b.cfg.Name, Started: start, Deadline: start.Add(timeout + time.Minute)})
-	if _, err := b.st.state.Put(ctx, execIndexPrefix+call.ID, idx); err != nil {
+	if err := retryTransient(ctx, func() error { _, err := b.st.state.Put(ctx, execIndexPrefix+call.ID, idx); return err }); err != nil {
 		ex.Error = "not run: " + ReasonStateUnavailable + ": " + err.Error()
 		ex.ExitCode = -1
 		return finish()

@@ -21,11 +21,14 @@ const BucketBrokers = "airlock_brokers"
 const (
 	heartbeatEvery = time.Second
 	// brokerTTL is how long a broker's key outlives its last heartbeat: a
-	// broker unheard of for this long is presumed dead. It is also the
+	// broker unheard of for this long is presumed dead. It outlasts a
+	// leader election in the bucket's stream (heartbeats fail meanwhile;
+	// elections of up to 8 s were seen after a node kill), so that live
+	// brokers are not presumed dead after one. It is also the
 	// youngest a claim may be for its owner to be judged, so that a broker
 	// that has just claimed is never judged by a heartbeat older than its
 	// claim.
-	brokerTTL = 5 * time.Second
+	brokerTTL = 15 * time.Second
 )
 
 // liveBroker is what a broker's heartbeat says.

@@ -409,6 +409,12 @@ func (b *Broker) hold(ctx context.Context, call *airlock.ToolCall, rev uint64, d
 	}
 	recd := callRecord{State: statePending, Fingerprint: fingerprint(call), Call: *call, UpdatedAt: now}
 	if _, err := b.st.update(ctx, call.ID, recd, rev); err != nil {
+		if errors.Is(err, errLostRace) {
+			// Another broker took the call over (it presumed this one
+			// dead) and owns its queue entry now: leave both to it.
+			b.cancelReservation(ctx, call.ID)
+			return b.wait(ctx, call.ID)
+		}
 		_ = b.st.deletePending(ctx, call.ID)
 		return b.finishUnrecorded(ctx, call, rev, b.failClosed(call, ReasonStateUnavailable, err))
 	}

@@ -334,10 +334,10 @@ func TestFleetTakeoverByLiveness(t *testing.T) {
 	if _, err := brokers.Get(ctx, "test-broker"); err != nil {
 		t.Fatalf("the broker's own heartbeat: %v", err)
 	}
-	// A claim 6 s old (older than a heartbeat's life) by owner.
+	// A claim 16 s old (older than a heartbeat's life) by owner.
 	stage := func(c *airlock.ToolCall, owner string) {
 		t.Helper()
-		stageClaim(t, calls, c, owner, time.Now().Add(-6*time.Second))
+		stageClaim(t, calls, c, owner, time.Now().Add(-16*time.Second))
 	}
 
 	dead := call("live-dead", "bot", "search_web", map[string]any{"query": "a"})
@@ -404,7 +404,7 @@ func TestFleetReviewClaimReturnedByLiveness(t *testing.T) {
 	}
 	// A reviewer's verdict was being decided by broker b-dead, which died.
 	rec["state"], rec["claimed_by"], rec["broker"] = "deciding", "reviewer:rita", "b-dead"
-	rec["updated_at"] = time.Now().Add(-6 * time.Second).UTC()
+	rec["updated_at"] = time.Now().Add(-16 * time.Second).UTC()
 	data, _ := json.Marshal(rec)
 	if _, err := calls.Update(t.Context(), "claim-dead", data, e.Revision()); err != nil {
 		t.Fatal(err)
